@@ -1,0 +1,422 @@
+"""The server side of one STOMP connection, as a plain object (sans-IO).
+
+``receive_data(bytes)`` parses what the client sent, validates it against the connection's state and returns
+:class:`Event` objects for the application to carry out; methods like :meth:`ServerConnection.connected`,
+:meth:`ServerConnection.receipt` and :meth:`ServerConnection.error` return the bytes to send back. Nothing here
+knows about sockets, asyncio or Django.
+
+Errors are raised as :class:`~.errors.StompError`; the caller answers with :meth:`ServerConnection.error` and
+closes. Transactions are handled here entirely: SEND/ACK/NACK frames inside a transaction are held until COMMIT
+and then returned as ordinary events (ABORT drops them).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .errors import LimitExceeded, ProtocolViolation, StompError, UnsupportedVersion
+from .frames import CLIENT_COMMANDS, V10, V11, V12, VERSIONS, Frame, encode, encode_headers
+from .parser import FrameParser, Limits
+
+ACK_MODES = ("auto", "client", "client-individual")
+
+
+class State(enum.Enum):
+    AWAITING_CONNECT = "awaiting CONNECT"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+# -- events ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Event:
+    """Something the client asked for. ``receipt`` is set when the frame carried a ``receipt`` header."""
+
+    receipt: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(slots=True)
+class Connect(Event):
+    """A valid CONNECT/STOMP frame; the version and heart-beats are already negotiated."""
+
+    version: str
+    heartbeat: tuple[int, int]
+    """(server sends every ms, server expects client data every ms); 0 means none."""
+    host: str | None
+    login: str | None
+    passcode: str | None
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class Subscribe(Event):
+    id: str
+    destination: str
+    ack: str
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class Unsubscribe(Event):
+    id: str
+    destination: str
+
+
+@dataclass(slots=True)
+class Send(Event):
+    destination: str
+    headers: dict[str, str]
+    body: bytes
+    transaction: str | None = None
+
+
+@dataclass(slots=True)
+class Ack(Event):
+    message_id: str
+    subscription: str
+    transaction: str | None = None
+
+
+@dataclass(slots=True)
+class Nack(Ack):
+    pass
+
+
+@dataclass(slots=True)
+class Begin(Event):
+    transaction: str
+
+
+@dataclass(slots=True)
+class Commit(Event):
+    """Sent after the committed frames' own events."""
+
+    transaction: str
+
+
+@dataclass(slots=True)
+class Abort(Event):
+    transaction: str
+
+
+@dataclass(slots=True)
+class Disconnect(Event):
+    pass
+
+
+@dataclass(slots=True)
+class Subscription:
+    """An active subscription of this connection."""
+
+    id: str
+    destination: str
+    ack: str = "auto"
+    #: "MESSAGE\nsubscription:<id>\nmessage-id:", escaped for the connection's version; rendered once.
+    head_prefix: str = ""
+
+
+# -- the connection ----------------------------------------------------------------------------------------
+
+
+class ServerConnection:
+    """Protocol state of one client connection, from the server's side."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        versions: tuple[str, ...] = VERSIONS,
+        heartbeat: tuple[int, int] = (10_000, 10_000),
+        server: str = "django-stomp-push",
+    ) -> None:
+        self.limits = limits or Limits()
+        self.versions = tuple(v for v in VERSIONS if v in versions)
+        #: (can send every ms, wants to receive every ms) as offered by the server.
+        self.heartbeat_offer = heartbeat
+        self.server = server
+        self.state = State.AWAITING_CONNECT
+        #: Negotiated version; until CONNECT the highest version the server speaks is assumed for parsing.
+        self.version: str = self.versions[-1]
+        #: Negotiated (server sends every ms, client must send every ms); (0, 0) is none.
+        self.heartbeat: tuple[int, int] = (0, 0)
+        self.subscriptions: dict[str, Subscription] = {}
+        self._transactions: dict[str, list[Event]] = {}
+        # message-id -> subscription id, for deliveries that await an ACK/NACK (client ack modes only)
+        self._pending: OrderedDict[str, str] = OrderedDict()
+        self._parser = FrameParser(self.limits, self.version)
+
+    # -- input ---------------------------------------------------------------------------------------------
+
+    @property
+    def heartbeats_received(self) -> int:
+        return self._parser.heartbeats
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse ``data`` and return the events it completes. Raises :class:`StompError` on any violation."""
+        if self.state is State.CLOSED:
+            return []
+        events: list[Event] = []
+        for frame in self._parser.feed(data):
+            try:
+                self._handle(frame, events)
+            except StompError as exc:
+                if exc.receipt_id is None:
+                    exc.receipt_id = frame.headers.get("receipt")
+                raise
+            if self.state is State.CLOSED:
+                break
+        return events
+
+    def _handle(self, frame: Frame, events: list[Event]) -> None:
+        command = frame.command
+        if command not in CLIENT_COMMANDS:
+            raise ProtocolViolation("unknown command", f"{command!r} is not a STOMP client command")
+        if self.state is State.AWAITING_CONNECT:
+            if command not in ("CONNECT", "STOMP"):
+                raise ProtocolViolation("not connected", f"{command} frame received before CONNECT")
+            events.append(self._connect(frame))
+            return
+        if command in ("CONNECT", "STOMP"):
+            raise ProtocolViolation("already connected", f"a second {command} frame on one connection")
+        receipt = frame.headers.get("receipt")
+        event = getattr(self, "_on_" + command.lower())(frame, receipt)
+        if event is None:
+            return
+        transaction = getattr(event, "transaction", None)
+        if command in ("SEND", "ACK", "NACK") and transaction is not None:
+            held = self._transaction(transaction)
+            if len(held) >= self.limits.max_transaction_frames:
+                raise LimitExceeded(
+                    "too many frames in transaction",
+                    f"transaction {transaction!r} holds {len(held)} frames; the limit is "
+                    f"{self.limits.max_transaction_frames}",
+                )
+            event.receipt = None
+            held.append(event)
+            if receipt is not None:
+                events.append(Event(receipt=receipt))
+            return
+        if command == "COMMIT":
+            events.extend(self._transactions.pop(event.transaction))
+        events.append(event)
+
+    def _connect(self, frame: Frame) -> Connect:
+        headers = frame.headers
+        offered = headers.get("accept-version")
+        if offered is None:
+            accepted = (V10,)
+        else:
+            accepted = tuple(v.strip() for v in offered.split(","))
+        common = [v for v in self.versions if v in accepted]
+        if not common:
+            raise UnsupportedVersion(offered or V10, self.versions)
+        version = common[-1]
+        if version != V10 and "host" not in headers and frame.command == "STOMP":
+            raise ProtocolViolation("missing header", "STOMP frame requires a 'host' header")
+        self.version = version
+        self._parser.version = version
+        self.heartbeat = self._negotiate_heartbeat(headers.get("heart-beat", "0,0")) if version != V10 else (0, 0)
+        self.state = State.CONNECTED
+        return Connect(
+            version=version,
+            heartbeat=self.heartbeat,
+            host=headers.get("host"),
+            login=headers.get("login"),
+            passcode=headers.get("passcode"),
+            headers=headers,
+            receipt=headers.get("receipt"),
+        )
+
+    def _negotiate_heartbeat(self, value: str) -> tuple[int, int]:
+        parts = value.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ProtocolViolation("invalid heart-beat header", f"{value[:40]!r} is not 'cx,cy'")
+        cx, cy = (int(p) for p in parts)
+        sx, sy = self.heartbeat_offer
+        # Spec: server->client every max(sx, cy) if neither is 0; client->server every max(cx, sy).
+        send_every = 0 if sx == 0 or cy == 0 else max(sx, cy)
+        expect_every = 0 if cx == 0 or sy == 0 else max(cx, sy)
+        return (send_every, expect_every)
+
+    def _required(self, frame: Frame, *names: str) -> list[str]:
+        values = []
+        for name in names:
+            value = frame.headers.get(name)
+            if value is None:
+                raise ProtocolViolation("missing header", f"{frame.command} frame requires a {name!r} header")
+            values.append(value)
+        return values
+
+    def _on_send(self, frame: Frame, receipt: str | None) -> Send:
+        (destination,) = self._required(frame, "destination")
+        transaction = frame.headers.get("transaction")
+        if transaction is not None:
+            self._transaction(transaction)
+        return Send(destination, frame.headers, frame.body, transaction, receipt=receipt)
+
+    def _on_subscribe(self, frame: Frame, receipt: str | None) -> Subscribe:
+        if self.version == V10:
+            (destination,) = self._required(frame, "destination")
+            sub_id = frame.headers.get("id", destination)
+        else:
+            destination, sub_id = self._required(frame, "destination", "id")
+        ack = frame.headers.get("ack", "auto")
+        if ack not in ACK_MODES:
+            raise ProtocolViolation("invalid ack mode", f"ack:{ack!r}; expected one of {', '.join(ACK_MODES)}")
+        if sub_id in self.subscriptions:
+            raise ProtocolViolation("duplicate subscription id", f"subscription id {sub_id!r} is already in use")
+        if len(self.subscriptions) >= self.limits.max_subscriptions:
+            raise LimitExceeded(
+                "too many subscriptions", f"the limit is {self.limits.max_subscriptions} per connection"
+            )
+        prefix = encode_headers("MESSAGE", [("subscription", sub_id)], self.version)[:-1] + "message-id:"
+        self.subscriptions[sub_id] = Subscription(sub_id, destination, ack, prefix)
+        return Subscribe(sub_id, destination, ack, frame.headers, receipt=receipt)
+
+    def _on_unsubscribe(self, frame: Frame, receipt: str | None) -> Unsubscribe:
+        if self.version == V10:
+            sub_id = frame.headers.get("id") or frame.headers.get("destination")
+            if sub_id is None:
+                raise ProtocolViolation("missing header", "UNSUBSCRIBE frame requires an 'id' or 'destination'")
+        else:
+            (sub_id,) = self._required(frame, "id")
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            raise ProtocolViolation("unknown subscription", f"no subscription with id {sub_id!r}")
+        for message_id in [m for m, s in self._pending.items() if s == sub_id]:
+            del self._pending[message_id]
+        return Unsubscribe(sub_id, sub.destination, receipt=receipt)
+
+    def _on_ack(self, frame: Frame, receipt: str | None, cls: type[Ack] = Ack) -> Ack:
+        if self.version == V12:
+            (message_id,) = self._required(frame, "id")
+        else:
+            (message_id,) = self._required(frame, "message-id")
+        transaction = frame.headers.get("transaction")
+        if transaction is not None:
+            self._transaction(transaction)
+        sub_id = self._pending.get(message_id)
+        if sub_id is None:
+            named = frame.headers.get("subscription")
+            sub = self.subscriptions.get(named) if named else None
+            if sub is not None and sub.ack == "auto":
+                raise ProtocolViolation(
+                    f"{frame.command} not expected",
+                    f"subscription {sub.id!r} uses ack mode auto; messages need no {frame.command}",
+                )
+            raise ProtocolViolation(f"{frame.command} for unknown message", f"no unacknowledged message {message_id!r}")
+        self._settle(message_id, sub_id)
+        return cls(message_id, sub_id, transaction, receipt=receipt)
+
+    def _on_nack(self, frame: Frame, receipt: str | None) -> Ack:
+        if self.version == V10:
+            raise ProtocolViolation("unknown command", "NACK is not part of STOMP 1.0")
+        return self._on_ack(frame, receipt, Nack)
+
+    def _settle(self, message_id: str, sub_id: str) -> None:
+        sub = self.subscriptions.get(sub_id)
+        if sub is not None and sub.ack == "client":
+            # Cumulative: settles this message and every earlier one of the same subscription.
+            for earlier in list(self._pending):
+                if self._pending[earlier] == sub_id:
+                    del self._pending[earlier]
+                if earlier == message_id:
+                    break
+        else:
+            del self._pending[message_id]
+
+    def _transaction(self, name: str) -> list[Event]:
+        held = self._transactions.get(name)
+        if held is None:
+            raise ProtocolViolation("unknown transaction", f"transaction {name!r} was not begun")
+        return held
+
+    def _on_begin(self, frame: Frame, receipt: str | None) -> Begin:
+        (name,) = self._required(frame, "transaction")
+        if name in self._transactions:
+            raise ProtocolViolation("duplicate transaction", f"transaction {name!r} is already open")
+        if len(self._transactions) >= self.limits.max_transactions:
+            raise LimitExceeded("too many transactions", f"the limit is {self.limits.max_transactions} open at once")
+        self._transactions[name] = []
+        return Begin(name, receipt=receipt)
+
+    def _on_commit(self, frame: Frame, receipt: str | None) -> Commit:
+        (name,) = self._required(frame, "transaction")
+        self._transaction(name)
+        return Commit(name, receipt=receipt)
+
+    def _on_abort(self, frame: Frame, receipt: str | None) -> Abort:
+        (name,) = self._required(frame, "transaction")
+        self._transaction(name)
+        del self._transactions[name]
+        return Abort(name, receipt=receipt)
+
+    def _on_disconnect(self, frame: Frame, receipt: str | None) -> Disconnect:
+        self.state = State.CLOSED
+        return Disconnect(receipt=receipt)
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    def connected(self, headers: dict[str, str] | None = None, session: str | None = None) -> bytes:
+        """The CONNECTED frame answering the client's CONNECT."""
+        out = {"version": self.version, "server": self.server}
+        if self.version != V10:
+            out["heart-beat"] = f"{self.heartbeat_offer[0]},{self.heartbeat_offer[1]}"
+        if session is not None:
+            out["session"] = session
+        if headers:
+            out.update(headers)
+        return encode(Frame("CONNECTED", out), self.version)
+
+    def receipt(self, receipt_id: str) -> bytes:
+        return encode(Frame("RECEIPT", {"receipt-id": receipt_id}), self.version)
+
+    def error(self, message: str, detail: str = "", receipt_id: str | None = None) -> bytes:
+        """An ERROR frame; the connection is closed from here on."""
+        self.state = State.CLOSED
+        headers = {"message": message, "content-type": "text/plain"}
+        if receipt_id is not None:
+            headers["receipt-id"] = receipt_id
+        return encode(Frame("ERROR", headers, detail.encode()), self.version)
+
+    def error_for(self, exc: StompError) -> bytes:
+        return self.error(exc.message, exc.detail, exc.receipt_id)
+
+    def message_head(self, subscription: Subscription, message_id: str) -> str:
+        """The per-subscriber first lines of a MESSAGE frame (the rest is shared by every subscriber).
+
+        Registers the delivery as awaiting an ACK when the subscription's ack mode asks for one.
+        """
+        if subscription.ack == "auto":
+            return f"{subscription.head_prefix}{message_id}\n"
+        if len(self._pending) >= self.limits.max_pending_acks:
+            raise LimitExceeded("too many unacknowledged messages", f"the limit is {self.limits.max_pending_acks}")
+        self._pending[message_id] = subscription.id
+        if self.version == V12:
+            return f"{subscription.head_prefix}{message_id}\nack:{message_id}\n"
+        return f"{subscription.head_prefix}{message_id}\n"
+
+
+__all__ = [
+    "ACK_MODES",
+    "V10",
+    "V11",
+    "V12",
+    "Abort",
+    "Ack",
+    "Begin",
+    "Commit",
+    "Connect",
+    "Disconnect",
+    "Event",
+    "Nack",
+    "Send",
+    "ServerConnection",
+    "State",
+    "Subscribe",
+    "Subscription",
+    "Unsubscribe",
+]

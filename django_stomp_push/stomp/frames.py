@@ -1,0 +1,101 @@
+"""STOMP frames and their encoding, per protocol version.
+
+Escaping of header names and values (STOMP 1.1 and 1.2):
+
+=========  ==========  ==========
+octet      1.1         1.2
+=========  ==========  ==========
+``\\``     ``\\\\``    ``\\\\``
+LF         ``\\n``     ``\\n``
+``:``      ``\\c``     ``\\c``
+CR         (raw)       ``\\r``
+=========  ==========  ==========
+
+STOMP 1.0 defines no escaping, and CONNECT/CONNECTED frames are never escaped in any version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import MalformedFrame
+
+V10, V11, V12 = "1.0", "1.1", "1.2"
+VERSIONS: tuple[str, ...] = (V10, V11, V12)
+
+HEARTBEAT = b"\n"
+"""What a heart-beat is on the wire: one end-of-line between frames."""
+
+CLIENT_COMMANDS = frozenset(
+    {"CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT", "DISCONNECT"}
+)
+SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
+UNESCAPED_COMMANDS = frozenset({"CONNECT", "CONNECTED"})
+
+_ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"})
+_ESCAPE_12 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"})
+_UNESCAPE = {
+    V11: {"\\": "\\", "n": "\n", "c": ":"},
+    V12: {"\\": "\\", "n": "\n", "c": ":", "r": "\r"},
+}
+
+
+@dataclass(slots=True)
+class Frame:
+    """One STOMP frame. ``headers`` keeps the first occurrence of a repeated header, as the spec says."""
+
+    command: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def escape(value: str, version: str, command: str = "") -> str:
+    """Escape a header name or value for ``version``; identity for 1.0 and for CONNECT/CONNECTED."""
+    if version == V10 or command in UNESCAPED_COMMANDS:
+        return value
+    return value.translate(_ESCAPE_12 if version == V12 else _ESCAPE_11)
+
+
+def unescape(value: str, version: str, command: str = "") -> str:
+    """Undo :func:`escape`; an undefined escape sequence is a fatal :class:`MalformedFrame`."""
+    if version == V10 or command in UNESCAPED_COMMANDS or "\\" not in value:
+        return value
+    table = _UNESCAPE[version]
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = value[i + 1] if i + 1 < n else ""
+        if nxt not in table:
+            seq = "\\" + nxt
+            raise MalformedFrame("invalid header escape", f"undefined escape sequence {seq!r} in STOMP {version}")
+        out.append(table[nxt])
+        i += 2
+    return "".join(out)
+
+
+def sanitize_10(value: str) -> str:
+    """STOMP 1.0 cannot carry LF or ``:`` ambiguity-free in values: replace LF/CR so a frame stays well formed."""
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def encode_headers(command: str, headers: dict[str, str] | list[tuple[str, str]], version: str) -> str:
+    """The command line and header lines of a frame, ending with the blank line."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    if version == V10 or command in UNESCAPED_COMMANDS:
+        lines = [f"{sanitize_10(k)}:{sanitize_10(v)}" for k, v in items]
+    else:
+        lines = [f"{escape(k, version)}:{escape(v, version)}" for k, v in items]
+    return command + "\n" + "".join(line + "\n" for line in lines) + "\n"
+
+
+def encode(frame: Frame, version: str = V12) -> bytes:
+    """Serialise a frame. A body that contains NUL gets a ``content-length`` header if it has none."""
+    headers = frame.headers
+    if b"\x00" in frame.body and "content-length" not in headers:
+        headers = {**headers, "content-length": str(len(frame.body))}
+    return encode_headers(frame.command, headers, version).encode() + frame.body + b"\x00"
