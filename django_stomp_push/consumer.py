@@ -1,0 +1,588 @@
+"""StompConsumer: the glue between a WebSocket, the sans-IO protocol, the delivery hub and the Django session.
+
+Three flows meet here:
+
+1. client -> server: WebSocket messages go to :class:`~.stomp.ServerConnection`; its events are carried out
+   (subscribe through the hub, call an ``/app/`` handler, push to a ``/topic/``, send a RECEIPT);
+2. server -> client: the hub calls :meth:`StompConsumer.deliver`; frames go through a bounded outbound buffer
+   drained by one writer task, so a slow client only ever fills its own buffer;
+3. session end -> close: the hub calls :meth:`StompConsumer.end_session`, or the connection's own expiry timer
+   finds the session gone; the client gets an ERROR frame saying why, then WebSocket close 1008.
+
+Unlike a textbook Channels consumer this one has no per-connection channel-layer channel (the hub listens for
+the whole process) and no ``aclose_old_connections()`` thread hop per message: every database access here goes
+through ``database_sync_to_async``, which closes stale connections around its own call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.conf import settings
+
+from . import handlers
+from .conf import Config, get_config
+from .destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
+from .hub import Hub, Rendered, get_hub
+from .push import RESERVED_HEADERS, apush, encode_body
+from .sessions import SessionState, extend_session, read_session
+from .stomp import (
+    Connect,
+    Disconnect,
+    Event,
+    FrameTooLarge,
+    Send,
+    ServerConnection,
+    StompError,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
+)
+
+logger = logging.getLogger("django_stomp_push")
+
+#: WebSocket close codes used by the consumer.
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_SERVER_ERROR = 1011
+
+SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
+
+#: ERROR ``message`` texts for session ends, as a client sees them.
+SESSION_ENDED = "session ended"
+SESSION_EXPIRED = "session expired"
+LOGGED_OUT = "logged out"
+
+_connection_ids = itertools.count(1)
+
+
+class StompConsumer(AsyncConsumer):
+    """A STOMP 1.0/1.1/1.2 endpoint bound to the Django session of the WebSocket's cookie.
+
+    Use it through :func:`django_stomp_push.routing.stomp_application` (or ``StompConsumer.as_asgi()`` inside
+    ``AllowedHostsOriginValidator``, ``SessionMiddlewareStack`` and ``AuthMiddlewareStack``).
+    """
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = None  # pushes and closes reach this connection through the process's hub
+        self.config: Config = get_config()
+        self.protocol = ServerConnection(self.config.limits, heartbeat=self.config.heartbeat)
+        self.connection_id = f"{id(self):x}-{next(_connection_ids)}"
+        self.version = self.protocol.version
+        self.user: Any = None
+        self.user_key: str | None = None
+        self.session_key_hash: str | None = None
+        self.session_state: SessionState | None = None
+        self.hub: Hub | None = None
+        self._user_subs: dict[str, list[Subscription]] = {}
+        self._topic_subs: list[Subscription] = []
+        self._out: deque[dict[str, Any]] = deque()
+        self._out_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self._message_ids = itertools.count(1)
+        self._loop = asyncio.get_running_loop()
+        self._last_received = self._last_sent = self._loop.time()
+        self._sending_since: float | None = None
+        self._last_touch = float("-inf")
+        self._notice_sent_for: Any = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writer = self._loop.create_task(self._write_loop())
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    await self.websocket_receive(message)
+                elif kind == "websocket.connect":
+                    await self.websocket_connect(message)
+                elif kind == "websocket.disconnect":
+                    break
+        except StopConsumer:
+            pass
+        finally:
+            await self._shutdown()
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """Accept at once (a close before accept would reach the client as HTTP 403, without a reason)."""
+        offered = self.scope.get("subprotocols") or ()
+        chosen = next((p for p in SUBPROTOCOLS if p in offered), None)
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if chosen:
+            accept["subprotocol"] = chosen
+        self._enqueue(accept, 0)
+        self._timer("connect", self.config.connect_timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> None:
+        if self.protocol.state.name == "AWAITING_CONNECT":
+            self.close(
+                CLOSE_POLICY_VIOLATION,
+                "CONNECT timeout",
+                f"no CONNECT frame within {self.config.connect_timeout:g} seconds of opening the WebSocket",
+            )
+
+    # -- client -> server ----------------------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        data = message.get("bytes")
+        if data is None:
+            data = (message.get("text") or "").encode()
+        self._last_received = self._loop.time()
+        heartbeats = self.protocol.heartbeats_received
+        try:
+            events = self.protocol.receive_data(data)
+        except StompError as exc:
+            code = CLOSE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
+            self.close(code, exc.message, exc.detail, exc.receipt_id)
+            return
+        if not events and self.protocol.heartbeats_received > heartbeats:
+            self._activity(heartbeat=True)
+        for event in events:
+            if self._closing:
+                return
+            try:
+                await self._handle(event)
+            except Exception:
+                logger.exception("django-stomp-push: error while handling %s", type(event).__name__)
+                self.close(CLOSE_SERVER_ERROR, "internal server error", "the server failed to process a frame")
+                return
+            if event.receipt is not None and not self._closing:
+                self._send_frame(self.protocol.receipt(event.receipt))
+            if isinstance(event, Disconnect):
+                self.close(CLOSE_NORMAL)
+
+    async def _handle(self, event: Event) -> None:
+        if isinstance(event, Connect):
+            await self._on_connect(event)
+        elif isinstance(event, Subscribe):
+            self._activity()
+            await self._on_subscribe(event)
+        elif isinstance(event, Unsubscribe):
+            self._activity()
+            self._on_unsubscribe(event)
+        elif isinstance(event, Send):
+            self._activity()
+            await self._on_send(event)
+        # ACK/NACK, BEGIN/COMMIT/ABORT and DISCONNECT need nothing more: the protocol did the bookkeeping
+        # (push-only: nothing is redelivered), and receipts are sent by the caller.
+
+    async def _on_connect(self, event: Connect) -> None:
+        self._cancel_timer("connect")
+        self.version = event.version
+        if self.config.csrf_check and not self._csrf_ok(event.headers):
+            self.close(CLOSE_POLICY_VIOLATION, "CSRF check failed", "CONNECT needs an X-CSRFToken header")
+            return
+        self.hub = await get_hub(self.config.channel_layer)
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None) if session is not None else None
+        user = self.scope.get("user")
+        self.user = user
+        if session_key:
+            self.session_key_hash = session_hash(session_key)
+        if user is not None and getattr(user, "is_authenticated", False):
+            self.user_key = user_hash(user)
+        # Join the session's group before reading the session: a close broadcast meanwhile is not missed.
+        await self.hub.bind(self)
+        state = await database_sync_to_async(read_session)(session_key) if session_key else None
+        if self._closing:
+            return
+        if state is None:
+            if not self.config.allow_anonymous:
+                self.close(
+                    CLOSE_POLICY_VIOLATION,
+                    "no valid session",
+                    "this endpoint needs a signed-in Django session; log in and reconnect",
+                )
+                return
+            self.hub.unbind(self)
+            self.session_key_hash = self.user_key = None
+        self.session_state = state
+        headers = {}
+        if self.user_key is not None:
+            headers["user-name"] = user.get_username()
+        if state is not None and state.expires_at is not None:
+            headers["session-expires"] = str(int(state.expires_at.timestamp() * 1000))
+        self._send_frame(self.protocol.connected(headers, session=self.connection_id))
+        self._start_heartbeats()
+        self._arm_session_timer()
+
+    def _csrf_ok(self, headers: dict[str, str]) -> bool:
+        from django.middleware.csrf import InvalidTokenFormat, _check_token_format, _does_token_match
+
+        token = headers.get("X-CSRFToken") or headers.get("X-CSRF-TOKEN")
+        secret = (self.scope.get("cookies") or {}).get(settings.CSRF_COOKIE_NAME)
+        if not token or not secret:
+            return False
+        try:
+            _check_token_format(token)
+            _check_token_format(secret)
+            return _does_token_match(token, secret if len(secret) == 32 else _unmask(secret))
+        except InvalidTokenFormat:
+            return False
+
+    async def _on_subscribe(self, event: Subscribe) -> None:
+        destination = event.destination
+        kind = self._destination_kind(destination)
+        if kind is None:
+            return
+        if kind is Kind.APP:
+            self.close(
+                CLOSE_POLICY_VIOLATION,
+                "cannot subscribe to " + _short(destination),
+                "application destinations receive SENDs; subscribe to a /topic/ or /user/ destination",
+            )
+            return
+        if not await authorize(self.user, "subscribe", destination, self.config):
+            self.close(CLOSE_POLICY_VIOLATION, "access denied to " + _short(destination), "subscription refused")
+            return
+        subscription = self.protocol.subscriptions[event.id]
+        if kind is Kind.TOPIC:
+            self._topic_subs.append(subscription)
+            await self.hub.add_subscription(self, subscription)
+        else:
+            self._user_subs.setdefault(destination, []).append(subscription)
+            if destination == self.config.session_destination:
+                self.notify_session("status")
+
+    def _on_unsubscribe(self, event: Unsubscribe) -> None:
+        for subs in (self._topic_subs, self._user_subs.get(event.destination, [])):
+            for sub in subs:
+                if sub.id == event.id:
+                    subs.remove(sub)
+                    break
+        if not self._user_subs.get(event.destination, True):
+            del self._user_subs[event.destination]
+        if self.hub is not None:
+            self.hub.remove_subscription(self, Subscription(event.id, event.destination))
+
+    async def _on_send(self, event: Send) -> None:
+        destination = event.destination
+        kind = self._destination_kind(destination)
+        if kind is None:
+            return
+        if kind is Kind.USER or (kind is Kind.TOPIC and not self.config.client_send_to_topics):
+            self.close(
+                CLOSE_POLICY_VIOLATION,
+                "SEND not allowed to " + _short(destination),
+                "clients may SEND to /app/ destinations"
+                + ("" if kind is Kind.USER else " (set STOMP_PUSH['CLIENT_SEND_TO_TOPICS'] to allow /topic/)"),
+            )
+            return
+        if not await authorize(self.user, "send", destination, self.config):
+            self.close(CLOSE_POLICY_VIOLATION, "access denied to " + _short(destination), "SEND refused")
+            return
+        if kind is Kind.TOPIC:
+            await apush(
+                destination,
+                _body_of(event),
+                headers=_forwardable(event.headers),
+                content_type=event.headers.get("content-type"),
+            )
+            return
+        found = handlers.resolve(destination)
+        if found is None:
+            self.close(CLOSE_POLICY_VIOLATION, "no handler for " + _short(destination), "nothing handles it")
+            return
+        handler, params = found
+        await handler.call(handlers.Message(self, event, params))
+
+    def _destination_kind(self, destination: str) -> Kind | None:
+        try:
+            return classify(destination, self.config)
+        except DestinationError as exc:
+            self.close(CLOSE_POLICY_VIOLATION, "unknown destination " + _short(destination), str(exc))
+            return None
+
+    # -- server -> client ----------------------------------------------------------------------------------
+
+    def deliver(self, subscription: Subscription, tail: str | bytes) -> None:
+        """Queue one MESSAGE for ``subscription`` (called by the hub; never awaits)."""
+        if self._closing:
+            return
+        try:
+            head = self.protocol.message_head(subscription, str(next(self._message_ids)))
+        except StompError as exc:
+            self.close(CLOSE_POLICY_VIOLATION, exc.message, exc.detail)
+            return
+        if isinstance(tail, str):
+            frame = head + tail
+            self._enqueue({"type": "websocket.send", "text": frame}, len(frame))
+        else:
+            data = head.encode() + tail
+            self._enqueue({"type": "websocket.send", "bytes": data}, len(data))
+
+    def user_subscriptions(self, destination: str) -> Iterable[Subscription]:
+        return self._user_subs.get(destination, ())
+
+    def deliver_local(self, destination: str, body: Any, headers: dict[str, str] | None = None) -> int:
+        """Send a MESSAGE to this connection's own subscriptions of ``destination``; returns how many."""
+        subs = self._user_subs.get(destination, ())
+        if not subs:
+            return 0
+        payload, content_type = encode_body(body)
+        rendered = Rendered(destination, payload, content_type, headers or {})
+        for sub in tuple(subs):
+            self.deliver(sub, rendered.tail(self.version))
+        return len(subs)
+
+    def _send_frame(self, frame: bytes) -> None:
+        self._enqueue({"type": "websocket.send", "text": frame.decode("utf-8", "replace")}, len(frame))
+
+    def _enqueue(self, message: dict[str, Any], size: int) -> None:
+        self._out_bytes += size
+        if self._out_bytes > self.config.outbound_buffer_size and not self._closing:
+            self._slow_consumer(f"more than {self.config.outbound_buffer_size} bytes queued")
+            return
+        self._out.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _slow_consumer(self, why: str) -> None:
+        if self.hub is not None:
+            self.hub.stats["slow_consumers"] += 1
+        logger.warning("django-stomp-push: closing slow consumer %s: %s", self.connection_id, why)
+        self._out.clear()
+        self._out_bytes = 0
+        self.close(CLOSE_POLICY_VIOLATION, "slow consumer", f"the client is not reading: {why}")
+
+    async def _write_loop(self) -> None:
+        out, send, loop = self._out, self.base_send, self._loop
+        while True:
+            while out:
+                message = out.popleft()
+                self._sending_since = loop.time()
+                try:
+                    await send(message)
+                except Exception:  # the transport is gone: nothing more can be written
+                    logger.debug("django-stomp-push: send failed on %s", self.connection_id, exc_info=True)
+                    out.clear()
+                    return
+                finally:
+                    self._sending_since = None
+                size = len(message.get("text") or message.get("bytes") or "")
+                self._out_bytes -= size
+                self._last_sent = loop.time()
+                if message["type"] == "websocket.close":
+                    out.clear()
+                    return
+            self._waiter = loop.create_future()
+            await self._waiter
+            self._waiter = None
+
+    # -- closing --------------------------------------------------------------------------------------------
+
+    def close(self, code: int, message: str | None = None, detail: str = "", receipt_id: str | None = None) -> None:
+        """Send an ERROR frame (when ``message`` is given), then close the WebSocket with ``code``."""
+        if self._closing:
+            return
+        self._closing = True
+        self._unregister()
+        if message is not None:
+            error = self.protocol.error(message, detail, receipt_id)
+            self._out.append({"type": "websocket.send", "text": error.decode("utf-8", "replace")})
+            logger.info("django-stomp-push: closing %s with %d: %s", self.connection_id, code, message)
+        close: dict[str, Any] = {"type": "websocket.close", "code": code}
+        if message:
+            close["reason"] = message[:120]
+        self._out.append(close)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def end_session(self, reason: str) -> None:
+        """The bound Django session ended: ERROR saying ``reason``, then close 1008 (called by the hub)."""
+        details = {
+            SESSION_EXPIRED: "your Django session expired; log in again",
+            LOGGED_OUT: "you logged out (perhaps in another tab); log in again",
+        }
+        self.close(CLOSE_POLICY_VIOLATION, reason, details.get(reason, "your Django session ended; log in again"))
+
+    def _unregister(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        hub = self.hub
+        if hub is not None:
+            for sub in self._topic_subs:
+                hub.remove_subscription(self, sub)
+            self._topic_subs.clear()
+            hub.unbind(self)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        self._unregister()
+        self._out.clear()
+        for task in (self._writer, *self._tasks):
+            task.cancel()
+        await asyncio.gather(self._writer, *self._tasks, return_exceptions=True)
+
+    # -- timers: heart-beats, session expiry, activity ------------------------------------------------------
+
+    def _timer(self, name: str, delay: float, callback: Any) -> None:
+        self._cancel_timer(name)
+        self._timers[name] = self._loop.call_later(delay, callback)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_heartbeats(self) -> None:
+        send_every, expect_every = self.protocol.heartbeat
+        if send_every:
+            self._timer("hb-send", send_every / 1000, self._heartbeat_send)
+        if expect_every:
+            self._timer("hb-check", expect_every * self.config.heartbeat_grace / 1000, self._heartbeat_check)
+
+    def _heartbeat_send(self) -> None:
+        interval = self.protocol.heartbeat[0] / 1000
+        now = self._loop.time()
+        since = self._sending_since
+        if since is not None and now - since > self.config.send_timeout:
+            self._slow_consumer(f"one send has taken more than {self.config.send_timeout:g} seconds")
+            return
+        if now - self._last_sent >= interval * 0.9 and not self._out:
+            self._enqueue({"type": "websocket.send", "text": "\n"}, 1)
+        self._timer("hb-send", interval, self._heartbeat_send)
+
+    def _heartbeat_check(self) -> None:
+        expect = self.protocol.heartbeat[1] / 1000
+        allowed = expect * self.config.heartbeat_grace
+        silent = self._loop.time() - self._last_received
+        if silent > allowed:
+            self.close(
+                CLOSE_POLICY_VIOLATION,
+                "heart-beat timeout",
+                f"no data from the client for {silent:.1f}s; heart-beats were negotiated every {expect:g}s "
+                f"(closing after {allowed:g}s)",
+            )
+            return
+        self._timer("hb-check", max(0.01, allowed - silent), self._heartbeat_check)
+
+    def _arm_session_timer(self) -> None:
+        state = self.session_state
+        if state is None or self._closing:
+            return
+        delay = self.config.revalidate_interval
+        if state.expires_at is not None:
+            left = state.expires_at.timestamp() - time.time()
+            delay = min(delay, max(0.0, left) + 0.05)
+            notice = self.config.expiry_notice
+            if notice is not None and self._notice_sent_for != state.expires_at:
+                if left <= notice:
+                    self._notice_sent_for = state.expires_at
+                    self.notify_session("expiring")
+                else:
+                    delay = min(delay, left - notice)
+        self._timer("session", delay, self._session_timer_fired)
+
+    def _session_timer_fired(self) -> None:
+        state = self.session_state
+        notice = self.config.expiry_notice
+        if state is not None and state.expires_at is not None and notice is not None:
+            left = state.expires_at.timestamp() - time.time()
+            if left > 0.05 and self._notice_sent_for != state.expires_at and left <= notice + 0.05:
+                self._notice_sent_for = state.expires_at
+                self.notify_session("expiring")
+                self._arm_session_timer()
+                return
+        self._spawn(self.revalidate())
+
+    async def revalidate(self) -> None:
+        """Re-read the bound session: gone or expired -> close 1008; still there -> re-arm the expiry timer."""
+        old = self.session_state
+        if old is None or self._closing:
+            return
+        state = await database_sync_to_async(read_session)(old.key)
+        if self._closing:
+            return
+        if state is None:
+            expired = old.expires_at is not None and old.expires_at.timestamp() <= time.time()
+            self.end_session(SESSION_EXPIRED if expired else SESSION_ENDED)
+            return
+        self.session_state = state
+        if state.expires_at != old.expires_at:
+            self.notify_session("status")
+        self._arm_session_timer()
+
+    def _activity(self, heartbeat: bool = False) -> None:
+        policy = self.config.activity
+        state = self.session_state
+        if policy == "none" or state is None or state.max_age is None:
+            return
+        if heartbeat and policy != "frames+heartbeats":
+            return
+        now = self._loop.time()
+        if now - self._last_touch < self.config.touch_interval:
+            return
+        self._last_touch = now
+        self._spawn(self._touch(state))
+
+    async def _touch(self, state: SessionState) -> None:
+        expires_at = await database_sync_to_async(extend_session)(state)
+        if self._closing:
+            return
+        if expires_at is None:
+            await self.revalidate()  # gone, expired or not extendable: let the store decide
+            return
+        self.session_state = dataclasses.replace(state, expires_at=expires_at)
+        self.notify_session("status")
+        self._arm_session_timer()
+
+    def notify_session(self, event: str) -> None:
+        """Tell this connection's subscription(s) of the session destination when its session expires."""
+        state = self.session_state
+        if state is None or state.expires_at is None:
+            return
+        left = max(0, int(state.expires_at.timestamp() - time.time()))
+        body = {"event": event, "expires_at": state.expires_at.isoformat(), "seconds_left": left}
+        self.deliver_local(self.config.session_destination, body)
+
+
+def _unmask(token: str) -> str:
+    from django.middleware.csrf import _unmask_cipher_token
+
+    return _unmask_cipher_token(token)
+
+
+def _short(destination: str) -> str:
+    return destination if len(destination) <= 120 else destination[:117] + "..."
+
+
+def _body_of(event: Send) -> str | bytes:
+    try:
+        return event.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return event.body
+
+
+def _forwardable(headers: dict[str, str]) -> dict[str, str]:
+    """A client SEND's own headers, minus those the server sets on each MESSAGE."""
+    return {k: v for k, v in headers.items() if k not in RESERVED_HEADERS}
+
+
+__all__ = ["LOGGED_OUT", "SESSION_ENDED", "SESSION_EXPIRED", "SUBPROTOCOLS", "StompConsumer"]

@@ -1,0 +1,353 @@
+"""The process-local delivery hub.
+
+One hub per server process (per event loop). It owns one channel-layer channel and joins the groups its local
+connections need: one per subscribed ``/topic/`` destination, one per connected user, one per bound session,
+and :data:`~.destinations.HUBS_GROUP`. A push therefore crosses the channel layer once per *process*, not once
+per subscriber; the hub renders the shared part of the MESSAGE frame once and hands each local subscriber its
+copy through the connection's bounded outbound buffer (:class:`Outlet`). No await happens inside a broadcast,
+and the hub iterates over a snapshot, so a connection that closes meanwhile cannot break it for the others.
+
+channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
+restart, so the hub re-joins every group it needs periodically and after every channel-layer failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from .conf import get_config
+from .destinations import HUBS_GROUP, destination_group, session_group, user_group
+from .layers import HUB_CHANNEL_PREFIX, get_layer, is_process_local
+from .stomp import Subscription
+
+logger = logging.getLogger("django_stomp_push")
+
+MESSAGE = "stomp_push.message"
+USER_MESSAGE = "stomp_push.user_message"
+END_SESSIONS = "stomp_push.end_sessions"
+
+
+class Outlet(Protocol):
+    """What the hub needs from a connection (the consumer implements it)."""
+
+    version: str
+    user_key: str | None
+    session_key_hash: str | None
+
+    def deliver(self, subscription: Subscription, tail: str | bytes) -> None: ...
+
+    def user_subscriptions(self, destination: str) -> Iterable[Subscription]: ...
+
+    def end_session(self, reason: str) -> None: ...
+
+
+class Rendered:
+    """The shared part of one pushed MESSAGE frame, rendered once per protocol version on first use."""
+
+    __slots__ = ("_tails", "body", "content_type", "destination", "headers", "length")
+
+    def __init__(self, destination: str, body: str | bytes, content_type: str, headers: dict[str, str]) -> None:
+        self.destination = destination
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.length = len(body.encode()) if isinstance(body, str) else len(body)
+        self._tails: dict[str, str | bytes] = {}
+
+    def tail(self, version: str) -> str | bytes:
+        tail = self._tails.get(version)
+        if tail is None:
+            from .stomp.frames import encode_headers
+
+            head = encode_headers(
+                "",
+                [
+                    ("destination", self.destination),
+                    ("content-type", self.content_type),
+                    ("content-length", str(self.length)),
+                    *self.headers.items(),
+                ],
+                version,
+            )[1:]  # drop the empty command's newline: these lines follow the per-subscriber head
+            tail = head + self.body + "\x00" if isinstance(self.body, str) else head.encode() + self.body + b"\x00"
+            self._tails[version] = tail
+        return tail
+
+
+class Hub:
+    """Local subscriptions of one process and its single channel-layer listener."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.layer = get_layer(alias)
+        #: With the in-memory layer, group sends are handed to the hub directly (see layers.py): no listener.
+        self.local = is_process_local(self.layer)
+        self.channel_name: str | None = None
+        #: destination -> {(id(outlet), subscription id): (outlet, subscription)}
+        self.topics: dict[str, dict[tuple[int, str], tuple[Outlet, Subscription]]] = {}
+        self.users: dict[str, set[Outlet]] = {}
+        self.sessions: dict[str, set[Outlet]] = {}
+        self._joined: dict[str, asyncio.Future[None]] = {}
+        self._refs: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._ids = itertools.count(1)
+        #: Counters for logs and the benchmark: deliveries, slow consumers closed, layer errors.
+        self.stats = {"pushes": 0, "deliveries": 0, "slow_consumers": 0, "layer_errors": 0}
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                self.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
+                await self.join(HUBS_GROUP)
+                if not self.local:
+                    self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
+                self._started.set_result(None)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started = None
+                raise
+        await self._started
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        config = get_config()
+        refresh_every = config.group_refresh_interval
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + refresh_every
+        failures = 0
+        while True:
+            try:
+                timeout = max(0.1, next_refresh - loop.time())
+                try:
+                    message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
+                except asyncio.TimeoutError:
+                    message = None
+                if failures:
+                    logger.warning(
+                        "channel layer %r is back after %d failed receives; re-joining groups", self.alias, failures
+                    )
+                    failures = 0
+                    await self._rejoin()
+                if loop.time() >= next_refresh:
+                    next_refresh = loop.time() + refresh_every
+                    await self._rejoin()
+                if message is not None:
+                    self.dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self.stats["layer_errors"] += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                logger.exception(
+                    "django-stomp-push hub: channel layer %r receive failed (%d in a row); pushes and session "
+                    "closes are not delivered to this process until it recovers; retrying in %.1fs",
+                    self.alias,
+                    failures,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    # -- groups ---------------------------------------------------------------------------------------------
+
+    async def join(self, group: str) -> None:
+        """Count one more local user of ``group``; join it on the channel layer on first use."""
+        self._refs[group] = self._refs.get(group, 0) + 1
+        joined = self._joined.get(group)
+        if joined is None:
+            joined = asyncio.get_running_loop().create_future()
+            self._joined[group] = joined
+            try:
+                if not self.local:
+                    await self.layer.group_add(group, self.channel_name)
+            except BaseException as exc:
+                del self._joined[group]
+                self._refs[group] -= 1
+                joined.set_exception(exc)
+                joined.exception()  # retrieved: the caller gets the exception raised below
+                raise
+            joined.set_result(None)
+        else:
+            try:
+                await asyncio.shield(joined)
+            except Exception:
+                self._refs[group] -= 1
+                raise
+
+    def leave(self, group: str) -> None:
+        """Count one local user of ``group`` less; the last one leaves the group on the channel layer."""
+        refs = self._refs.get(group, 0) - 1
+        if refs > 0:
+            self._refs[group] = refs
+            return
+        self._refs.pop(group, None)
+        joined = self._joined.pop(group, None)
+        if joined is not None and not self.local:
+            task = asyncio.get_running_loop().create_task(self._discard(group))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    async def _discard(self, group: str) -> None:
+        if group in self._joined:  # joined again meanwhile
+            return
+        try:
+            await self.layer.group_discard(group, self.channel_name)
+        except Exception:
+            logger.warning("could not leave channel-layer group %s; it expires on its own", group, exc_info=True)
+
+    async def _rejoin(self) -> None:
+        for group in list(self._joined):
+            await self.layer.group_add(group, self.channel_name)
+
+    def group_count(self) -> int:
+        return len(self._joined)
+
+    def has_joined(self, group: str) -> bool:
+        return group in self._joined
+
+    # -- registrations (called by connections) --------------------------------------------------------------
+
+    async def add_subscription(self, outlet: Outlet, subscription: Subscription) -> None:
+        destination = subscription.destination
+        subs = self.topics.get(destination)
+        if subs is None:
+            subs = self.topics[destination] = {}
+        subs[(id(outlet), subscription.id)] = (outlet, subscription)
+        try:
+            await self.join(destination_group(destination))
+        except BaseException:
+            self.remove_subscription(outlet, subscription, leave=False)
+            raise
+
+    def remove_subscription(self, outlet: Outlet, subscription: Subscription, leave: bool = True) -> None:
+        destination = subscription.destination
+        subs = self.topics.get(destination)
+        if subs is None or subs.pop((id(outlet), subscription.id), None) is None:
+            return
+        if not subs:
+            del self.topics[destination]
+        if leave:
+            self.leave(destination_group(destination))
+
+    async def bind(self, outlet: Outlet) -> None:
+        """Register a connection under its user and session, joining their groups."""
+        for table, key, group in (
+            (self.users, outlet.user_key, user_group),
+            (self.sessions, outlet.session_key_hash, session_group),
+        ):
+            if key is None:
+                continue
+            table.setdefault(key, set()).add(outlet)
+            await self.join(group(key))
+
+    def unbind(self, outlet: Outlet) -> None:
+        for table, key, group in (
+            (self.users, outlet.user_key, user_group),
+            (self.sessions, outlet.session_key_hash, session_group),
+        ):
+            if key is None:
+                continue
+            members = table.get(key)
+            if members is None or outlet not in members:
+                continue
+            members.discard(outlet)
+            if not members:
+                del table[key]
+            self.leave(group(key))
+
+    def next_message_id(self) -> int:
+        return next(self._ids)
+
+    # -- delivery -------------------------------------------------------------------------------------------
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == MESSAGE:
+            self.deliver_topic(message)
+        elif kind == USER_MESSAGE:
+            self.deliver_user(message)
+        elif kind == END_SESSIONS:
+            self.end_sessions(message["sessions"], message["reason"])
+        else:
+            logger.warning("django-stomp-push hub ignored a channel-layer message of type %r", kind)
+
+    def deliver_topic(self, message: dict[str, Any]) -> None:
+        subs = self.topics.get(message["destination"])
+        if not subs:
+            return
+        rendered = Rendered(message["destination"], message["body"], message["content_type"], message["headers"])
+        self.stats["pushes"] += 1
+        delivered = 0
+        for outlet, subscription in tuple(subs.values()):
+            outlet.deliver(subscription, rendered.tail(outlet.version))
+            delivered += 1
+        self.stats["deliveries"] += delivered
+
+    def deliver_user(self, message: dict[str, Any]) -> None:
+        outlets = self.users.get(message["user"])
+        if not outlets:
+            return
+        self.deliver_to(tuple(outlets), message)
+
+    def deliver_to(self, outlets: Iterable[Outlet], message: dict[str, Any]) -> None:
+        """Deliver a user-destination message to the matching subscriptions of ``outlets``."""
+        rendered = Rendered(message["destination"], message["body"], message["content_type"], message["headers"])
+        for outlet in outlets:
+            for subscription in tuple(outlet.user_subscriptions(message["destination"])):
+                outlet.deliver(subscription, rendered.tail(outlet.version))
+                self.stats["deliveries"] += 1
+
+    def end_sessions(self, hashes: Iterable[str], reason: str) -> int:
+        ended = 0
+        for key in hashes:
+            for outlet in tuple(self.sessions.get(key, ())):
+                outlet.end_session(reason)
+                ended += 1
+        return ended
+
+
+_background: set[asyncio.Task[Any]] = set()
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = weakref.WeakKeyDictionary()
+
+
+async def get_hub(alias: str | None = None) -> Hub:
+    """The started hub of the running event loop for channel layer ``alias``."""
+    alias = alias or get_config().channel_layer
+    loop = asyncio.get_running_loop()
+    hubs = _hubs.setdefault(loop, {})
+    hub = hubs.get(alias)
+    if hub is None:
+        hub = hubs[alias] = Hub(alias)
+    await hub.start()
+    return hub
+
+
+def local_hubs(alias: str) -> list[tuple[asyncio.AbstractEventLoop, Hub]]:
+    """Every started hub of this process for ``alias``, with its event loop."""
+    return [(loop, hubs[alias]) for loop, hubs in list(_hubs.items()) if alias in hubs]
+
+
+def running_hub(alias: str | None = None) -> Hub | None:
+    """The hub of the running loop if one was started, else None (never starts one)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _hubs.get(loop, {}).get(alias or get_config().channel_layer)

@@ -1,0 +1,64 @@
+"""Sending through the channel layer, with two corrections the defaults need for a push server.
+
+- Capacity: both Channels layers drop messages silently for a channel 100 messages behind. A hub channel
+  carries every push for its process, so a burst of pushes would be lost; hub channels get
+  :data:`HUB_CHANNEL_CAPACITY` unless ``channel_capacity`` in ``CHANNEL_LAYERS`` already names them.
+- In-memory layer: it only reaches this process, so a group send is handed straight to the local hubs that
+  joined the group, with the same at-most-once semantics and without the layer's per-send sweep of every
+  channel and group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from .conf import get_config
+
+HUB_CHANNEL_PREFIX = "stomp_push.hub"
+HUB_CHANNEL_CAPACITY = 10_000
+_HUB_PATTERN = re.compile(r"stomp_push\.hub\.")
+_prepared: set[int] = set()
+
+
+def get_layer(alias: str | None = None) -> Any:
+    """The channel layer for ``alias`` (default: the ``CHANNEL_LAYER`` setting), prepared for hub channels."""
+    alias = alias or get_config().channel_layer
+    layer = get_channel_layer(alias)
+    if layer is None:
+        raise RuntimeError(
+            f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
+            "(see the 'Deployment' page of the docs)"
+        )
+    if id(layer) not in _prepared:
+        capacities = getattr(layer, "channel_capacity", None)
+        if isinstance(capacities, list) and not any(p.match(HUB_CHANNEL_PREFIX + ".x") for p, _ in capacities):
+            capacities.insert(0, (_HUB_PATTERN, HUB_CHANNEL_CAPACITY))
+        _prepared.add(id(layer))
+    return layer
+
+
+def is_process_local(layer: Any) -> bool:
+    """True for layers that cannot reach other processes (the in-memory layer)."""
+    return isinstance(layer, InMemoryChannelLayer)
+
+
+async def group_send(group: str, message: dict[str, Any], alias: str | None = None) -> None:
+    """Send ``message`` to every hub that joined ``group``, in this process or (channels-redis) any other."""
+    layer = get_layer(alias)
+    if is_process_local(layer):
+        from .hub import local_hubs
+
+        running = asyncio.get_running_loop()
+        for loop, hub in local_hubs(alias or get_config().channel_layer):
+            if not hub.has_joined(group):
+                continue
+            if loop is running:
+                hub.dispatch(message)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(hub.dispatch, message)
+        return
+    await layer.group_send(group, message)

@@ -1,0 +1,84 @@
+"""channels-redis settings that work for a push server, and detection of the combinations that do not.
+
+With redis-py 8 and channels-redis 4.3 defaults, two things go wrong under a push server's load:
+
+- redis-py's default ``socket_timeout`` is 5 s, the same as channels-redis's 5 s blocking read (``BZPOPMIN``):
+  after 5 idle seconds the read times out, the process's receive loop fails, and messages meant for that
+  process are lost until it recovers.
+- the pool's default ``max_connections`` (100) raises ``MaxConnectionsError`` instead of waiting when more
+  commands run at once (many concurrent group joins at start-up).
+
+:func:`layer_config` builds a ``CHANNEL_LAYERS`` entry without those problems; system check
+``stomp_push.W005`` reports a configuration that has them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: channels-redis blocks this many seconds in BZPOPMIN per receive.
+BLOCKING_READ_SECONDS = 5
+SOCKET_TIMEOUT = 30
+MAX_CONNECTIONS = 1000
+
+
+def _redis_default_socket_timeout() -> float | None:
+    try:
+        from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py >= 8
+    except ImportError:
+        return None
+    return DEFAULT_SOCKET_TIMEOUT
+
+
+def layer_config(
+    url: str,
+    *,
+    capacity: int = 1000,
+    expiry: int = 60,
+    group_expiry: int = 86400,
+    prefix: str = "asgi",
+    **host_options: Any,
+) -> dict[str, Any]:
+    """A ``CHANNEL_LAYERS`` entry for channels-redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+    host = {
+        "address": url,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "max_connections": MAX_CONNECTIONS,
+        "health_check_interval": 15,
+        **host_options,
+    }
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [host],
+            "capacity": capacity,
+            "expiry": expiry,
+            "group_expiry": group_expiry,
+            "prefix": prefix,
+            "channel_capacity": {"stomp_push.hub.*": 10_000},
+        },
+    }
+
+
+def broken_host_settings(config: dict[str, Any]) -> list[str]:
+    """Problems with a channels-redis ``CONFIG``'s hosts, as sentences (empty when fine)."""
+    problems: list[str] = []
+    hosts = config.get("hosts") or ["redis://localhost:6379"]
+    default_timeout = _redis_default_socket_timeout()
+    for host in hosts if isinstance(hosts, (list, tuple)) else [hosts]:
+        options = host if isinstance(host, dict) else {}
+        name = options.get("address") or options.get("master_name") or host
+        timeout = options.get("socket_timeout", default_timeout)
+        if timeout is not None and timeout <= BLOCKING_READ_SECONDS:
+            problems.append(
+                f"channels-redis host {name!r}: socket_timeout {timeout}s is not longer than the layer's "
+                f"{BLOCKING_READ_SECONDS}s blocking read; idle receive loops time out and messages are lost."
+            )
+        if "master_name" not in options and options.get("max_connections") is None:
+            problems.append(
+                f"channels-redis host {name!r}: the redis-py pool raises MaxConnectionsError past 100 "
+                "concurrent commands; set max_connections."
+            )
+    return problems

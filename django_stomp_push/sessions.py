@@ -1,0 +1,151 @@
+"""Session binding: read a Django session's state from its store, and extend it without resurrecting it.
+
+A connection is bound to the session key it was opened with. It needs three things from the session store:
+does the session still exist, when does it expire, and may it be extended. How to learn them depends on the
+engine:
+
+=================  ===========================  ============================  ============================
+engine             exists / expiry               extend (activity policy)      ended server-side by
+=================  ===========================  ============================  ============================
+db, cached_db      the row's ``expire_date``     conditional ``UPDATE``        ``post_delete``, logout, sweep
+file               file mtime + age              ``os.utime`` if unexpired     logout, expiry timer
+cache              entry present; expiry n/a     ``cache.touch``               logout, revalidation
+signed_cookies     signature and age only        not possible                  cannot be ended server-side
+=================  ===========================  ============================  ============================
+
+Everything here is synchronous and may hit the database: call it through ``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What a connection knows of its session."""
+
+    key: str
+    expires_at: datetime | None
+    """When the store will consider it expired; None when the engine cannot tell (cache, signed cookies)."""
+    max_age: int | None
+    """Seconds an extension adds; None for a session with an absolute expiry (``set_expiry(datetime)``)."""
+    user_id: str | None
+
+
+def engine_name() -> str:
+    """The last part of ``SESSION_ENGINE`` ("db", "cached_db", "cache", "file", "signed_cookies", ...)."""
+    return settings.SESSION_ENGINE.rsplit(".", 1)[-1]
+
+
+def store_class() -> type[SessionBase]:
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def _is_db_store(cls: type[SessionBase]) -> bool:
+    from django.contrib.sessions.backends.db import SessionStore as DbStore
+
+    return issubclass(cls, DbStore)
+
+
+def _is_file_store(cls: type[SessionBase]) -> bool:
+    from django.contrib.sessions.backends.file import SessionStore as FileStore
+
+    return issubclass(cls, FileStore)
+
+
+def _max_age(store: SessionBase, data: dict[str, Any]) -> int | None:
+    expiry = data.get("_session_expiry")
+    if isinstance(expiry, (str, datetime)):
+        return None  # an absolute expiry is never extended
+    return int(store.get_expiry_age(expiry=expiry))
+
+
+def _user_id(data: dict[str, Any]) -> str | None:
+    value = data.get(SESSION_KEY)
+    return None if value is None else str(value)
+
+
+def read_session(session_key: str | None) -> SessionState | None:
+    """The state of the session ``session_key``, or None if it does not exist or has expired."""
+    if not session_key:
+        return None
+    cls = store_class()
+    store = cls(session_key)
+    now = timezone.now()
+    if _is_db_store(cls):
+        row = (
+            cls.get_model_class()
+            .objects.filter(session_key=session_key, expire_date__gt=now)
+            .values_list("expire_date", "session_data")
+            .first()
+        )
+        if row is None:
+            return None
+        expires_at, encoded = row
+        data = store.decode(encoded)
+        return SessionState(session_key, expires_at, _max_age(store, data), _user_id(data))
+    data = store.load()
+    if store.session_key is None:  # the engines reset the key when the session is missing or expired
+        return None
+    expires_at: datetime | None = None
+    if _is_file_store(cls):
+        mtime = datetime.fromtimestamp(os.path.getmtime(store._key_to_file()), tz=timezone.get_current_timezone())
+        expires_at = store.get_expiry_date(modification=mtime, expiry=data.get("_session_expiry"))
+    elif isinstance(data.get("_session_expiry"), str):
+        expires_at = datetime.fromisoformat(data["_session_expiry"])
+    return SessionState(session_key, expires_at, _max_age(store, data), _user_id(data))
+
+
+def extend_session(state: SessionState) -> datetime | None:
+    """Push the session's expiry to now + its age, only if it still exists and is unexpired.
+
+    Returns the new expiry, or None when nothing was extended (gone, expired, absolute expiry, or an engine that
+    cannot be extended). Never saves the session object: a plain ``save()`` could resurrect a session deleted
+    meanwhile or overwrite data an HTTP request just wrote.
+    """
+    if state.max_age is None:
+        return None
+    cls = store_class()
+    now = timezone.now()
+    new_expiry = now + timedelta(seconds=state.max_age)
+    if _is_db_store(cls):
+        updated = (
+            cls.get_model_class()
+            .objects.filter(session_key=state.key, expire_date__gt=now)
+            .update(expire_date=new_expiry)
+        )
+        if not updated:
+            return None
+        store = cls(state.key)
+        if hasattr(store, "cache_key"):  # cached_db: keep the cached copy alive as long as the row
+            from django.core.cache import caches
+
+            caches[settings.SESSION_CACHE_ALIAS].touch(store.cache_key, state.max_age)
+        return new_expiry
+    store = cls(state.key)
+    if _is_file_store(cls):
+        path = store._key_to_file()
+        if state.expires_at is None or state.expires_at <= now or not os.path.exists(path):
+            return None
+        os.utime(path)
+        return new_expiry
+    cache = getattr(store, "_cache", None)
+    if cache is not None and hasattr(store, "cache_key"):
+        return new_expiry if cache.touch(store.cache_key, state.max_age) else None
+    return None
+
+
+def can_extend() -> bool:
+    """Whether the configured engine supports :func:`extend_session`."""
+    cls = store_class()
+    return _is_db_store(cls) or _is_file_store(cls) or hasattr(cls, "cache_key")
