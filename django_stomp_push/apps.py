@@ -13,11 +13,15 @@ class StompPushConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            daphne_compat,
+        )
         from .conf import get_config
         from .sessions import _is_db_store, store_class
         from .signals import on_session_deleted, on_user_logged_out
 
+        daphne_compat.install()
         user_logged_out.connect(on_user_logged_out, dispatch_uid="django_stomp_push.logged_out")
         try:
             cls = store_class()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -33,3 +35,19 @@ def alice(make_user):
 @pytest.fixture
 def bob(make_user):
     return make_user("bob")
+
+
+REQUIRED_MARKERS = ("redis", "interop", "browser")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With STOMP_PUSH_REQUIRE_ALL=1 (set by .ci/run) a skipped Redis, interop or browser test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (os.environ.get("STOMP_PUSH_REQUIRE_ALL") and report.skipped):
+        return
+    if any(item.get_closest_marker(name) for name in REQUIRED_MARKERS):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"mandatory test was skipped (STOMP_PUSH_REQUIRE_ALL=1): {reason}"

@@ -1,9 +1,8 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.stompclient import StompTestClient
-
 from django_stomp_push import apush
+from tests.stompclient import StompTestClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

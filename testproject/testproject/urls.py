@@ -1,7 +1,6 @@
+from demo import views
 from django.contrib import admin
 from django.urls import include, path
-
-from demo import views
 
 urlpatterns = [
     path("", views.index, name="index"),

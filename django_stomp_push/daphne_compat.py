@@ -1,0 +1,43 @@
+"""Let daphne send the close code and reason the application asked for.
+
+daphne closes a WebSocket through autobahn's ``sendClose()``, which refuses every code but 1000 and 3000-4999
+(so ``{"type": "websocket.close", "code": 1008}`` raises inside daphne and the client sees 1006), and daphne
+drops the ASGI close ``reason``. A session-bound push connection exists to tell its client *why* it closed,
+so on start-up (``AppConfig.ready``) this module wraps daphne's reply handler to send the close frame itself,
+with the code and reason from the ASGI message. Codes are still checked against RFC 6455 §7.4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PATCHED = "_django_stomp_push_close"
+
+
+def _valid_code(code: int) -> bool:
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or 3000 <= code <= 4999
+
+
+def install() -> bool:
+    """Wrap ``daphne.ws_protocol.WebSocketProtocol.handle_reply``; returns False when daphne is absent."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:
+        return False
+    if getattr(WebSocketProtocol.handle_reply, _PATCHED, False):
+        return True
+    original = WebSocketProtocol.handle_reply
+
+    def handle_reply(self: Any, message: dict[str, Any]) -> Any:
+        if message.get("type") == "websocket.close" and self.state != self.STATE_CONNECTING:
+            code = message.get("code") or 1000
+            if isinstance(code, int) and _valid_code(code):
+                reason = message.get("reason") or ""
+                reason_utf8 = reason.encode("utf-8")[:123] if isinstance(reason, str) else b""
+                self.sendCloseFrame(code=code, reasonUtf8=reason_utf8 or None, isReply=False)
+                return None
+        return original(self, message)
+
+    setattr(handle_reply, _PATCHED, True)
+    WebSocketProtocol.handle_reply = handle_reply
+    return True
