@@ -51,3 +51,6 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"mandatory test was skipped (STOMP_PUSH_REQUIRE_ALL=1): {reason}"
+
+
+from tests.servers import daphne_factory, project_factory, redis_server  # noqa: E402, F401
