@@ -21,7 +21,6 @@ from .conf import get_config
 HUB_CHANNEL_PREFIX = "stomp_push.hub"
 HUB_CHANNEL_CAPACITY = 10_000
 _HUB_PATTERN = re.compile(r"stomp_push\.hub\.")
-_prepared: set[int] = set()
 
 
 def get_layer(alias: str | None = None) -> Any:
@@ -33,11 +32,11 @@ def get_layer(alias: str | None = None) -> Any:
             f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
             "(see the 'Deployment' page of the docs)"
         )
-    if id(layer) not in _prepared:
+    if not getattr(layer, "_stomp_push_prepared", False):
         capacities = getattr(layer, "channel_capacity", None)
         if isinstance(capacities, list) and not any(p.match(HUB_CHANNEL_PREFIX + ".x") for p, _ in capacities):
             capacities.insert(0, (_HUB_PATTERN, HUB_CHANNEL_CAPACITY))
-        _prepared.add(id(layer))
+        layer._stomp_push_prepared = True
     return layer
 
 

@@ -1,0 +1,203 @@
+"""Session binding: every engine's logout closes bound connections with ERROR + 1008; expiry and activity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.sessions.models import Session
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from django_stomp_push.sessions import extend_session, read_session
+from tests.stompclient import Closed, StompTestClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ENGINES = {
+    "db": {"SESSION_ENGINE": "django.contrib.sessions.backends.db"},
+    "cached_db": {"SESSION_ENGINE": "django.contrib.sessions.backends.cached_db"},
+    "cache": {"SESSION_ENGINE": "django.contrib.sessions.backends.cache"},
+    "file": {"SESSION_ENGINE": "django.contrib.sessions.backends.file"},
+}
+
+
+def signed_in_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def connected(session_key: str) -> StompTestClient:
+    client = StompTestClient(session_key)
+    frame = await client.connect()
+    assert frame.command == "CONNECTED", frame
+    return client
+
+
+@pytest.fixture
+def engine_settings(request, tmp_path):
+    overrides = dict(ENGINES[request.param])
+    if request.param == "file":
+        overrides["SESSION_FILE_PATH"] = str(tmp_path)
+    with override_settings(**overrides):
+        yield request.param
+
+
+@pytest.mark.parametrize("engine_settings", list(ENGINES), indirect=True)
+async def test_logout_closes_every_bound_connection_with_1008_and_spares_other_users(engine_settings, alice, bob):
+    alice_http = await database_sync_to_async(signed_in_client)(alice)
+    bob_http = await database_sync_to_async(signed_in_client)(bob)
+    alice_key = alice_http.cookies["sessionid"].value
+    tab1, tab2 = await connected(alice_key), await connected(alice_key)
+    bob_tab = await connected(bob_http.cookies["sessionid"].value)
+
+    await database_sync_to_async(alice_http.logout)()
+
+    for tab in (tab1, tab2):
+        error, code = await tab.receive_error()
+        assert error.headers["message"] == "logged out"
+        assert code == 1008
+    assert await bob_tab.nothing_received(0.3)
+    await bob_tab.close()
+
+
+async def test_deleting_the_session_row_closes_with_session_ended(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    key = http.cookies["sessionid"].value
+    tab = await connected(key)
+    await database_sync_to_async(Session.objects.filter(session_key=key).delete)()
+    error, code = await tab.receive_error()
+    assert (error.headers["message"], code) == ("session ended", 1008)
+
+
+async def test_login_key_rotation_closes_connections_of_the_old_key(alice, bob):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    old_key = http.cookies["sessionid"].value
+    tab = await connected(old_key)
+    await database_sync_to_async(http.force_login)(bob)  # login() cycles the key: the old row is deleted
+    assert http.cookies["sessionid"].value != old_key
+    error, code = await tab.receive_error()
+    assert code == 1008 and error.headers["message"] in ("session ended", "logged out")
+
+
+async def test_a_connection_without_a_valid_session_is_refused(alice):
+    client = StompTestClient("not-a-real-session-key")
+    error = await client.connect()
+    assert error.command == "ERROR" and error.headers["message"] == "no valid session"
+    with pytest.raises(Closed) as closed:
+        await client.receive()
+    assert closed.value.code == 1008
+
+
+@override_settings(SESSION_COOKIE_AGE=2, STOMP_PUSH={"ACTIVITY": "none"})
+async def test_an_expiring_session_closes_its_connection_within_a_second_without_any_request(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    key = http.cookies["sessionid"].value
+    expires_at = (await database_sync_to_async(Session.objects.get)(session_key=key)).expire_date
+    tab = await connected(key)
+    error, code = await tab.receive_error(timeout=5)
+    late = time.time() - expires_at.timestamp()
+    assert (error.headers["message"], code) == ("session expired", 1008)
+    assert 0 <= late < 1.0, f"closed {late:.3f}s after expiry"
+
+
+@override_settings(SESSION_COOKIE_AGE=2, STOMP_PUSH={"ACTIVITY": "frames", "TOUCH_INTERVAL": 0.5})
+async def test_with_the_activity_policy_a_client_that_keeps_sending_outlives_the_original_expiry(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    key = http.cookies["sessionid"].value
+    tab = await connected(key)
+    started = time.monotonic()
+    while time.monotonic() - started < 4.0:  # twice the session age
+        await tab.send("SUBSCRIBE", {"id": f"s{time.monotonic()}", "destination": "/topic/keepalive"})
+        await asyncio.sleep(0.4)
+    assert await tab.nothing_received(0.1)
+    row = await database_sync_to_async(Session.objects.get)(session_key=key)
+    assert row.expire_date > timezone.now()
+    await tab.close()
+
+
+@override_settings(SESSION_COOKIE_AGE=2, STOMP_PUSH={"ACTIVITY": "frames+heartbeats", "TOUCH_INTERVAL": 0.5})
+async def test_heartbeats_extend_the_session_when_the_policy_says_so(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    tab = await connected(http.cookies["sessionid"].value)
+    started = time.monotonic()
+    while time.monotonic() - started < 4.0:
+        await tab.send_raw("\n")
+        await asyncio.sleep(0.4)
+    assert await tab.nothing_received(0.1)
+    await tab.close()
+
+
+@override_settings(SESSION_COOKIE_AGE=2, STOMP_PUSH={"ACTIVITY": "frames", "TOUCH_INTERVAL": 0.5})
+async def test_heartbeats_alone_do_not_extend_the_session_under_the_frames_policy(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    tab = await connected(http.cookies["sessionid"].value)
+    for _ in range(6):
+        await tab.send_raw("\n")
+        await asyncio.sleep(0.5)
+        if tab.communicator.output_queue.qsize():
+            break
+    error, code = await tab.receive_error(timeout=3)
+    assert (error.headers["message"], code) == ("session expired", 1008)
+
+
+def test_extending_a_deleted_session_does_not_resurrect_it(alice):
+    http = signed_in_client(alice)
+    key = http.cookies["sessionid"].value
+    state = read_session(key)
+    Session.objects.filter(session_key=key).delete()
+    assert extend_session(state) is None
+    assert not Session.objects.filter(session_key=key).exists()
+
+
+def test_extending_an_expired_session_does_not_revive_it(alice):
+    http = signed_in_client(alice)
+    key = http.cookies["sessionid"].value
+    state = read_session(key)
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    assert extend_session(state) is None
+    assert Session.objects.get(session_key=key).expire_date < timezone.now()
+
+
+def test_a_session_with_an_absolute_expiry_is_never_extended(alice):
+    http = signed_in_client(alice)
+    session = http.session
+    absolute = timezone.now() + timedelta(minutes=5)
+    session.set_expiry(absolute)
+    session.save()
+    state = read_session(session.session_key)
+    assert state.max_age is None
+    assert extend_session(state) is None
+    assert abs((Session.objects.get(session_key=session.session_key).expire_date - absolute).total_seconds()) < 1
+
+
+@override_settings(SESSION_COOKIE_AGE=60, STOMP_PUSH={"EXPIRY_NOTICE": 59.5})
+async def test_expiring_soon_notice_arrives_on_the_session_destination(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    tab = await connected(http.cookies["sessionid"].value)
+    await tab.send("SUBSCRIBE", {"id": "session", "destination": "/user/queue/session"})
+    events = []
+    for _ in range(2):
+        frame = await tab.receive(timeout=3)
+        assert frame.headers["destination"] == "/user/queue/session"
+        events.append(json.loads(frame.body))
+    assert {e["event"] for e in events} == {"status", "expiring"}
+    assert all(0 < e["seconds_left"] <= 60 for e in events)
+    await tab.close()
+
+
+@override_settings(STOMP_PUSH={"REVALIDATE_INTERVAL": 0.3})
+async def test_revalidation_closes_a_connection_whose_close_event_was_lost(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    key = http.cookies["sessionid"].value
+    tab = await connected(key)
+    # A raw delete sends no signal: as if the close broadcast had been dropped by the channel layer.
+    doomed = Session.objects.filter(session_key=key)
+    await database_sync_to_async(lambda: doomed._raw_delete(doomed.db))()
+    error, code = await tab.receive_error(timeout=3)
+    assert (error.headers["message"], code) == ("session ended", 1008)
