@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
 
-from . import handlers
+from . import daphne_compat, handlers
 from .conf import Config, get_config
 from .destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
 from .hub import Hub, Rendered, get_hub
@@ -104,6 +104,7 @@ class StompConsumer(AsyncConsumer):
         self._notice_sent_for: Any = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._transport_backlog = daphne_compat.backlog_probe(send)
         self._writer = self._loop.create_task(self._write_loop())
         try:
             while True:
@@ -349,7 +350,10 @@ class StompConsumer(AsyncConsumer):
 
     def _enqueue(self, message: dict[str, Any], size: int) -> None:
         self._out_bytes += size
-        if self._out_bytes > self.config.outbound_buffer_size and not self._closing:
+        queued = self._out_bytes
+        if self._transport_backlog is not None:
+            queued += self._transport_backlog()
+        if queued > self.config.outbound_buffer_size and not self._closing:
             self._slow_consumer(f"more than {self.config.outbound_buffer_size} bytes queued")
             return
         self._out.append(message)

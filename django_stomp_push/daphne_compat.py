@@ -41,3 +41,31 @@ def install() -> bool:
     setattr(handle_reply, _PATCHED, True)
     WebSocketProtocol.handle_reply = handle_reply
     return True
+
+
+def backlog_probe(send: Any) -> Any:
+    """A function returning how many bytes daphne still holds for this client, or None off daphne.
+
+    daphne's ASGI ``send`` never waits: it hands each message to Twisted, whose transport buffers without bound
+    when the client stops reading. The outbound limit must count those bytes too, so this finds the daphne
+    protocol behind ``send`` (through Channels' session wrapper) and reads its transport's buffer size.
+    """
+    seen = 0
+    while send is not None and seen < 8:
+        seen += 1
+        args = getattr(send, "args", None)
+        if args and hasattr(args[0], "transport") and hasattr(args[0], "handle_reply"):
+            protocol = args[0]
+            return lambda: _buffered(getattr(protocol, "transport", None))
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None) if owner is not None else None
+    return None
+
+
+def _buffered(transport: Any) -> int:
+    if transport is None:
+        return 0
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return 0

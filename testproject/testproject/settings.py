@@ -1,6 +1,7 @@
 """Settings of the demo project. Environment variables: REDIS_URL (use channels-redis), DATABASE_URL-free:
 DJANGO_DB_PATH (SQLite file), SESSION_COOKIE_AGE, DJANGO_DEBUG, DJANGO_SECRET_KEY, SESSION_ENGINE."""
 
+import json
 import os
 from pathlib import Path
 
@@ -71,7 +72,11 @@ SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(30 * 60)))
 STOMP_PUSH = {
     "ACTIVITY": os.environ.get("STOMP_PUSH_ACTIVITY", "frames"),
     "EXPIRY_NOTICE": float(os.environ.get("STOMP_PUSH_EXPIRY_NOTICE", "60")),
+    # "send,receive" in milliseconds; the interop tests offer short heart-beats to watch several periods pass.
+    "HEARTBEAT": tuple(int(ms) for ms in os.environ.get("STOMP_PUSH_HEARTBEAT", "10000,10000").split(",")),
     "HANDLER_MODULES": ["demo.stomp"],
+    # Any other setting for a test or a benchmark run: STOMP_PUSH_JSON='{"CLIENT_SEND_TO_TOPICS": true}'.
+    **json.loads(os.environ.get("STOMP_PUSH_JSON", "{}")),
 }
 
 LOGIN_URL = "/accounts/login/"
