@@ -453,7 +453,21 @@ class StompConsumer(AsyncConsumer):
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # The session store failed (database down, cache unreachable...): keep the connection, log, retry later.
+        logger.warning(
+            "django-stomp-push: session check failed on %s; retrying in %gs",
+            self.connection_id,
+            self.config.revalidate_interval,
+            exc_info=task.exception(),
+        )
+        if not self._closing:
+            self._timer("session", self.config.revalidate_interval, self._session_timer_fired)
 
     def _start_heartbeats(self) -> None:
         send_every, expect_every = self.protocol.heartbeat
