@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .consumer import LOGGED_OUT, SESSION_ENDED, SESSION_EXPIRED
-from .push import end_session
+from .push import end_session, end_sessions
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -48,8 +48,43 @@ def on_user_logged_out(sender: Any, request: Any = None, **kwargs: Any) -> None:
         broadcast_end(key, LOGGED_OUT)
 
 
+class _DeletedInTransaction:
+    """Session keys deleted in one transaction, broadcast together when it commits.
+
+    A bulk delete (``clearsessions``, an admin action) sends ``post_delete`` once per row inside one
+    transaction; one broadcast per batch instead of one per row keeps such deletes from crawling.
+    """
+
+    BATCH = 1000
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[str]] = {}
+
+    def add(self, key: str, reason: str) -> None:
+        self.keys.setdefault(reason, []).append(key)
+
+    def broadcast(self) -> None:
+        for reason, keys in self.keys.items():
+            if len(keys) == 1:
+                broadcast_end(keys[0], reason)
+                continue
+            for start in range(0, len(keys), self.BATCH):
+                try:
+                    end_sessions(keys[start : start + self.BATCH], reason)
+                except Exception:
+                    logger.exception("django-stomp-push: could not broadcast %d session ends", len(keys))
+        self.keys = {}
+
+
 def on_session_deleted(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
-    key = instance.session_key
     expired = instance.expire_date is not None and instance.expire_date <= timezone.now()
     reason = SESSION_EXPIRED if expired else SESSION_ENDED
-    transaction.on_commit(lambda: broadcast_end(key, reason), using=using)
+    connection = transaction.get_connection(using)
+    pending = getattr(connection, "_stomp_push_deleted", None)
+    # A rolled-back transaction drops its on_commit callbacks: start a new batch when ours is no longer queued.
+    queued = pending is not None and any(item[1] == pending.broadcast for item in connection.run_on_commit)
+    if not queued:
+        pending = connection._stomp_push_deleted = _DeletedInTransaction()
+    pending.add(instance.session_key, reason)
+    if not queued:
+        transaction.on_commit(pending.broadcast, using=using)  # runs at once outside a transaction

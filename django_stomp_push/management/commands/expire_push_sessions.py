@@ -91,31 +91,28 @@ class Command(BaseCommand):
 
     def _sweep_db(self, cls: Any, batch_size: int, dry_run: bool, broadcast: bool, verbosity: int):
         model = cls.get_model_class()
-        now = timezone.now()
-        expired = model.objects.filter(expire_date__lt=now).order_by()
+        expired = model.objects.filter(expire_date__lt=timezone.now())
         found = batches = 0
         last = ""
         while True:
-            if dry_run:  # keyset pagination: nothing is deleted, so walk past what was counted
-                page = expired.filter(session_key__gt=last).order_by("session_key")
-            else:
-                page = expired
+            # Keyset pagination over the primary key: each batch is the next ``batch_size`` expired keys, so
+            # memory stays flat however many rows there are, and the delete below is a key range, not a list.
+            page = expired.filter(session_key__gt=last).order_by("session_key")
             keys = list(page.values_list("session_key", flat=True)[:batch_size])
             if not keys:
                 break
             batches += 1
             found += len(keys)
-            if dry_run:
-                last = keys[-1]
-            else:
+            if not dry_run:
                 try:
-                    # A raw delete: no post_delete per row (and no loading of rows into memory); the closes
-                    # are broadcast below, once per batch.
-                    doomed = model.objects.filter(session_key__in=keys, expire_date__lt=now)
+                    # A raw delete: no post_delete per row and no rows loaded into memory; the closes are
+                    # broadcast below, once per batch. Every expired row in the key range is one of ``keys``.
+                    doomed = expired.filter(session_key__gt=last, session_key__lte=keys[-1])
                     doomed._raw_delete(doomed.db)
                 except Exception as exc:
                     raise CommandError(f"deleting expired sessions failed after {found - len(keys)}: {exc}") from exc
                 self._close(keys, broadcast)
+            last = keys[-1]
             self._progress(verbosity, batches, found)
         return found, batches
 
