@@ -263,6 +263,7 @@ class StompConsumer(AsyncConsumer):
             self._user_subs.setdefault(destination, []).append(subscription)
             if destination == self.config.session_destination:
                 self.notify_session("status")
+                self._arm_session_timer()  # sends "expiring" now if the notice window has begun
 
     def _on_unsubscribe(self, event: Unsubscribe) -> None:
         for subs in (self._topic_subs, self._user_subs.get(event.destination, [])):
@@ -511,11 +512,10 @@ class StompConsumer(AsyncConsumer):
             delay = min(delay, max(0.0, left) + 0.05)
             notice = self.config.expiry_notice
             if notice is not None and self._notice_sent_for != state.expires_at:
-                if left <= notice:
-                    self._notice_sent_for = state.expires_at
-                    self.notify_session("expiring")
-                else:
+                if left > notice:
                     delay = min(delay, left - notice)
+                elif self.notify_session("expiring"):  # else: sent when the page subscribes
+                    self._notice_sent_for = state.expires_at
         self._timer("session", delay, self._session_timer_fired)
 
     def _session_timer_fired(self) -> None:
@@ -524,9 +524,7 @@ class StompConsumer(AsyncConsumer):
         if state is not None and state.expires_at is not None and notice is not None:
             left = state.expires_at.timestamp() - time.time()
             if left > 0.05 and self._notice_sent_for != state.expires_at and left <= notice + 0.05:
-                self._notice_sent_for = state.expires_at
-                self.notify_session("expiring")
-                self._arm_session_timer()
+                self._arm_session_timer()  # sends the notice
                 return
         self._spawn(self.revalidate())
 
@@ -571,14 +569,17 @@ class StompConsumer(AsyncConsumer):
         self.notify_session("status")
         self._arm_session_timer()
 
-    def notify_session(self, event: str) -> None:
-        """Tell this connection's subscription(s) of the session destination when its session expires."""
+    def notify_session(self, event: str) -> int:
+        """Tell this connection's subscription(s) of the session destination when its session expires.
+
+        Returns how many subscriptions got the notice (0 when the client has not subscribed to it).
+        """
         state = self.session_state
         if state is None or state.expires_at is None:
-            return
+            return 0
         left = max(0, int(state.expires_at.timestamp() - time.time()))
         body = {"event": event, "expires_at": state.expires_at.isoformat(), "seconds_left": left}
-        self.deliver_local(self.config.session_destination, body)
+        return self.deliver_local(self.config.session_destination, body)
 
 
 def _unmask(token: str) -> str:

@@ -257,17 +257,22 @@ class HttpSession:
         return self.post("/accounts/logout/")
 
 
+def migrated_project(tmp_path_factory, redis_url: str | None = None, **extra_env: str) -> Project:
+    """A migrated testproject environment (its own SQLite file) with the demo users alice and bob."""
+    directory = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+    project = Project(directory / "db.sqlite3", redis_url, dict(extra_env))
+    for args in (("migrate", "--noinput", "-v0"), ("demo_users",)):
+        result = project.manage(*args)
+        assert result.returncode == 0, result.stderr
+    return project
+
+
 @pytest.fixture
 def project_factory(tmp_path_factory) -> Iterator:
-    """Make a migrated testproject environment (SQLite file) with the demo users alice and bob."""
+    """Make :func:`migrated_project` environments for one test."""
 
     def make(redis_url: str | None = None, **extra_env: str) -> Project:
-        directory = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
-        project = Project(directory / "db.sqlite3", redis_url, dict(extra_env))
-        for args in (("migrate", "--noinput", "-v0"), ("demo_users",)):
-            result = project.manage(*args)
-            assert result.returncode == 0, result.stderr
-        return project
+        return migrated_project(tmp_path_factory, redis_url, **extra_env)
 
     yield make
 

@@ -201,3 +201,13 @@ async def test_revalidation_closes_a_connection_whose_close_event_was_lost(alice
     await database_sync_to_async(lambda: doomed._raw_delete(doomed.db))()
     error, code = await tab.receive_error(timeout=3)
     assert (error.headers["message"], code) == ("session ended", 1008)
+
+
+@override_settings(SESSION_COOKIE_AGE=30, STOMP_PUSH={"EXPIRY_NOTICE": 60})
+async def test_a_client_that_subscribes_inside_the_notice_window_still_gets_the_expiring_notice(alice):
+    http = await database_sync_to_async(signed_in_client)(alice)
+    tab = await connected(http.cookies["sessionid"].value)  # 30 s left, EXPIRY_NOTICE 60 s: already "expiring"
+    await tab.send("SUBSCRIBE", {"id": "session", "destination": "/user/queue/session"})
+    events = [json.loads((await tab.receive()).body)["event"] for _ in range(2)]
+    await tab.close()
+    assert events == ["status", "expiring"]

@@ -7,15 +7,21 @@ several heart-beat periods pass.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.interop.stompjs import stompjs  # noqa: F401
-from tests.servers import DEMO_PASSWORDS, DaphneServer, HttpSession, Project, RedisServer, free_port
+from tests.servers import (
+    DEMO_PASSWORDS,
+    DaphneServer,
+    HttpSession,
+    Project,
+    RedisServer,
+    free_port,
+    migrated_project,
+)
 
 HEARTBEAT_MS = 1000
 
@@ -44,11 +50,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     redis = RedisServer(free_port()).start()
     servers: list[DaphneServer] = []
     try:
-        directory = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
-        project = Project(directory / "db.sqlite3", redis.url)
-        for args in (("migrate", "--noinput", "-v0"), ("demo_users",)):
-            result = project.manage(*args)
-            assert result.returncode == 0, result.stderr
+        project = migrated_project(tmp_path_factory, redis.url)
         env = {"STOMP_PUSH_HEARTBEAT": f"{HEARTBEAT_MS},{HEARTBEAT_MS}"}
         for _ in range(2):
             server = DaphneServer(project, free_port(), env)
