@@ -144,6 +144,8 @@ class ServerConnection:
         self.heartbeat: tuple[int, int] = (0, 0)
         self.subscriptions: dict[str, Subscription] = {}
         self._transactions: dict[str, list[Event]] = {}
+        # transaction -> the (message-id, subscription id) deliveries its ACK/NACKs settled, restored on ABORT
+        self._settled_in: dict[str, list[tuple[str, str]]] = {}
         # message-id -> subscription id, for deliveries that await an ACK/NACK (client ack modes only)
         self._pending: OrderedDict[str, str] = OrderedDict()
         self._parser = FrameParser(self.limits, self.version)
@@ -159,15 +161,15 @@ class ServerConnection:
         if self.state is State.CLOSED:
             return []
         events: list[Event] = []
-        for frame in self._parser.feed(data):
+        self._parser.receive_data(data)
+        # Frame by frame: a CONNECT changes how the frames after it in the same chunk are parsed.
+        while self.state is not State.CLOSED and (frame := self._parser.next_frame()) is not None:
             try:
                 self._handle(frame, events)
             except StompError as exc:
                 if exc.receipt_id is None:
                     exc.receipt_id = frame.headers.get("receipt")
                 raise
-            if self.state is State.CLOSED:
-                break
         return events
 
     def _handle(self, frame: Frame, events: list[Event]) -> None:
@@ -212,7 +214,7 @@ class ServerConnection:
             accepted = tuple(v.strip() for v in offered.split(","))
         common = [v for v in self.versions if v in accepted]
         if not common:
-            raise UnsupportedVersion(offered or V10, self.versions)
+            raise UnsupportedVersion(V10 if offered is None else offered, self.versions)
         version = common[-1]
         if version != V10 and "host" not in headers and frame.command == "STOMP":
             raise ProtocolViolation("missing header", "STOMP frame requires a 'host' header")
@@ -231,8 +233,9 @@ class ServerConnection:
         )
 
     def _negotiate_heartbeat(self, value: str) -> tuple[int, int]:
-        parts = value.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        parts = [p.strip() for p in value.split(",")]
+        # ASCII digits only (str.isdigit accepts "²"), and short enough for int() and for any sane interval.
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 10 for p in parts):
             raise ProtocolViolation("invalid heart-beat header", f"{value[:40]!r} is not 'cx,cy'")
         cx, cy = (int(p) for p in parts)
         sx, sy = self.heartbeat_offer
@@ -288,6 +291,8 @@ class ServerConnection:
             raise ProtocolViolation("unknown subscription", f"no subscription with id {sub_id!r}")
         for message_id in [m for m, s in self._pending.items() if s == sub_id]:
             del self._pending[message_id]
+        for name, settled in self._settled_in.items():  # an ABORT must not bring them back
+            self._settled_in[name] = [(m, s) for m, s in settled if s != sub_id]
         return Unsubscribe(sub_id, sub.destination, receipt=receipt)
 
     def _on_ack(self, frame: Frame, receipt: str | None, cls: type[Ack] = Ack) -> Ack:
@@ -308,7 +313,9 @@ class ServerConnection:
                     f"subscription {sub.id!r} uses ack mode auto; messages need no {frame.command}",
                 )
             raise ProtocolViolation(f"{frame.command} for unknown message", f"no unacknowledged message {message_id!r}")
-        self._settle(message_id, sub_id)
+        settled = self._settle(message_id, sub_id)
+        if transaction is not None:
+            self._settled_in[transaction].extend(settled)
         return cls(message_id, sub_id, transaction, receipt=receipt)
 
     def _on_nack(self, frame: Frame, receipt: str | None) -> Ack:
@@ -316,17 +323,21 @@ class ServerConnection:
             raise ProtocolViolation("unknown command", "NACK is not part of STOMP 1.0")
         return self._on_ack(frame, receipt, Nack)
 
-    def _settle(self, message_id: str, sub_id: str) -> None:
+    def _settle(self, message_id: str, sub_id: str) -> list[tuple[str, str]]:
+        """Stop awaiting an ACK/NACK for ``message_id``; returns the (message-id, subscription) pairs settled."""
         sub = self.subscriptions.get(sub_id)
-        if sub is not None and sub.ack == "client":
-            # Cumulative: settles this message and every earlier one of the same subscription.
-            for earlier in list(self._pending):
-                if self._pending[earlier] == sub_id:
-                    del self._pending[earlier]
-                if earlier == message_id:
-                    break
-        else:
+        if sub is None or sub.ack != "client":
             del self._pending[message_id]
+            return [(message_id, sub_id)]
+        # Cumulative: settles this message and every earlier one of the same subscription.
+        settled = []
+        for earlier in list(self._pending):
+            if self._pending[earlier] == sub_id:
+                del self._pending[earlier]
+                settled.append((earlier, sub_id))
+            if earlier == message_id:
+                return settled
+        return settled
 
     def _transaction(self, name: str) -> list[Event]:
         held = self._transactions.get(name)
@@ -341,17 +352,22 @@ class ServerConnection:
         if len(self._transactions) >= self.limits.max_transactions:
             raise LimitExceeded("too many transactions", f"the limit is {self.limits.max_transactions} open at once")
         self._transactions[name] = []
+        self._settled_in[name] = []
         return Begin(name, receipt=receipt)
 
     def _on_commit(self, frame: Frame, receipt: str | None) -> Commit:
         (name,) = self._required(frame, "transaction")
         self._transaction(name)
+        del self._settled_in[name]
         return Commit(name, receipt=receipt)
 
     def _on_abort(self, frame: Frame, receipt: str | None) -> Abort:
         (name,) = self._required(frame, "transaction")
         self._transaction(name)
         del self._transactions[name]
+        # Rolled back: its ACK/NACKs never happened. They go first, where 'client' (cumulative) mode needs them:
+        # every delivery still pending on their subscription came after them.
+        self._pending = OrderedDict([*self._settled_in.pop(name), *self._pending.items()])
         return Abort(name, receipt=receipt)
 
     def _on_disconnect(self, frame: Frame, receipt: str | None) -> Disconnect:

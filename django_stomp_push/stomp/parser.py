@@ -48,13 +48,19 @@ class FrameParser:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add ``data`` and return every frame it completes, in order."""
+        self.receive_data(data)
+        return list(iter(self.next_frame, None))
+
+    def receive_data(self, data: bytes) -> None:
+        """Add ``data`` without parsing it yet; take the frames out with :meth:`next_frame`."""
         self._buf += data
-        frames: list[Frame] = []
-        while True:
-            frame = self._next_frame()
-            if frame is None:
-                return frames
-            frames.append(frame)
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or ``None`` until more data arrives.
+
+        One frame at a time lets the caller change :attr:`version` between two frames of one chunk, as CONNECT does.
+        """
+        return self._next_frame()
 
     def _skip_heartbeats(self) -> None:
         buf = self._buf
@@ -113,6 +119,8 @@ class FrameParser:
         if len(buf) > limits.max_frame_size:
             raise FrameTooLarge("frame too large", f"no end of headers within {limits.max_frame_size} bytes")
         last_line = len(buf) - (buf.rfind(b"\n") + 1)
+        if buf.endswith(b"\r"):  # may be the start of a CRLF, which is not part of the line
+            last_line -= 1
         if last_line > limits.max_header_length:
             raise HeaderTooLong("header too long", f"a header line exceeds {limits.max_header_length} bytes")
         if buf.count(b"\n") > limits.max_header_count + 1:
@@ -124,19 +132,20 @@ class FrameParser:
         if len(lines) - 1 > limits.max_header_count:
             count = len(lines) - 1
             raise TooManyHeaders("too many headers", f"{count} headers; the limit is {limits.max_header_count}")
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        # Measured in bytes, like the check on an incomplete head: how a frame is split must not matter.
+        if any(len(line) > limits.max_header_length for line in lines):
+            raise HeaderTooLong("header too long", f"a header line exceeds {limits.max_header_length} bytes")
         try:
             text = [line.decode("utf-8") for line in lines]
         except UnicodeDecodeError as exc:
             raise MalformedFrame("invalid UTF-8 in frame headers", str(exc)) from None
-        text = [line[:-1] if line.endswith("\r") else line for line in text]
         command = text[0]
         if not command or len(command) > 32 or not command.isalpha() or not command.isupper():
             raise MalformedFrame("malformed command line", f"{command[:32]!r} is not a STOMP command")
         version = self.version
         headers: dict[str, str] = {}
         for line in text[1:]:
-            if len(line) > limits.max_header_length:
-                raise HeaderTooLong("header too long", f"a header line exceeds {limits.max_header_length} bytes")
             name, sep, value = line.partition(":")
             if not sep:
                 raise MalformedFrame("malformed header", f"header line without ':' in {command} frame")
@@ -147,6 +156,6 @@ class FrameParser:
 
 
 def _content_length(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:  # str.isdigit alone accepts "²"
         raise MalformedFrame("invalid content-length", f"{value[:20]!r} is not a non-negative integer")
     return int(value)
