@@ -94,8 +94,8 @@ def read_session(session_key: str | None) -> SessionState | None:
         expires_at, encoded = row
         data = store.decode(encoded)
         return SessionState(session_key, expires_at, _max_age(store, data), _user_id(data))
-    data = store.load()
-    if store.session_key is None:  # the engines reset the key when the session is missing or expired
+    data, valid = _load_without_create(store)
+    if not valid:
         return None
     expires_at: datetime | None = None
     if _is_file_store(cls):
@@ -104,6 +104,20 @@ def read_session(session_key: str | None) -> SessionState | None:
     elif isinstance(data.get("_session_expiry"), str):
         expires_at = datetime.fromisoformat(data["_session_expiry"])
     return SessionState(session_key, expires_at, _max_age(store, data), _user_id(data))
+
+
+def _load_without_create(store: SessionBase) -> tuple[dict[str, Any], bool]:
+    """``store.load()`` without its side effect of creating a fresh session when the old one is invalid.
+
+    The file engine deletes an expired session file and creates a new empty one; signed cookies with a bad
+    signature "create" a new session too; the cache engine resets the key of a missing session. Any of these
+    means the session the connection was bound to is gone. (Django's own ``clear_expired`` neuters ``create``
+    in the same way.)
+    """
+    created: list[bool] = []
+    store.create = lambda: created.append(True)  # type: ignore[method-assign]
+    data = store.load()
+    return data, store.session_key is not None and not created
 
 
 def extend_session(state: SessionState) -> datetime | None:

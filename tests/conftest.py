@@ -54,3 +54,17 @@ def pytest_runtest_makereport(item, call):
 
 
 from tests.servers import daphne_factory, project_factory, redis_server  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _fresh_file_session_storage():
+    """Django's file session engine caches SESSION_FILE_PATH on its class: forget it around each test."""
+    from django.contrib.sessions.backends.file import SessionStore
+
+    def forget() -> None:
+        if "_storage_path" in vars(SessionStore):
+            del SessionStore._storage_path
+
+    forget()
+    yield
+    forget()

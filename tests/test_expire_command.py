@@ -73,8 +73,10 @@ def test_cache_engine_has_nothing_to_sweep():
     assert "Nothing to do" in out
 
 
-@override_settings(SESSION_ENGINE="django.contrib.sessions.backends.file")
 def test_file_engine_removes_only_expired_session_files(tmp_path, settings):
+    # Both through the settings fixture: mixed with @override_settings, its teardown would restore the
+    # decorator's SESSION_ENGINE after the decorator had ended, and leak it into every later test.
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.file"
     settings.SESSION_FILE_PATH = str(tmp_path)
     from django.contrib.sessions.backends.file import SessionStore as FileStore
 

@@ -211,3 +211,24 @@ async def test_a_client_that_subscribes_inside_the_notice_window_still_gets_the_
     events = [json.loads((await tab.receive()).body)["event"] for _ in range(2)]
     await tab.close()
     assert events == ["status", "expiring"]
+
+
+def test_an_expired_file_session_reads_as_gone_and_is_not_recreated(alice, tmp_path, settings):
+    import os
+
+    from django.contrib.sessions.backends.file import SessionStore as FileStore
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.file"
+    settings.SESSION_FILE_PATH = str(tmp_path)
+    store = FileStore()
+    store["x"] = 1
+    store.create()
+    path = tmp_path / (settings.SESSION_COOKIE_NAME + store.session_key)
+    os.utime(path, (0, 0))  # last modified in 1970
+    assert read_session(store.session_key) is None
+    assert os.listdir(tmp_path) == []  # Django's load() removed it; nothing was created in its place
+
+
+def test_a_forged_signed_cookie_is_no_valid_session(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    assert read_session("garbage-not-signed") is None

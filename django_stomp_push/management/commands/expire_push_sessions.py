@@ -128,15 +128,14 @@ class Command(BaseCommand):
             key = name[len(prefix) :]
             store = cls(key)
             path = os.path.join(storage, name)
-            try:
+            try:  # read, not load(): load() deletes expired files even in a dry run, and creates new ones
                 modified = datetime.fromtimestamp(os.path.getmtime(path), tz=timezone.get_current_timezone())
-                data = store.load()
-            except OSError:
+                with open(path, encoding="ascii") as session_file:
+                    raw = session_file.read()
+            except (OSError, UnicodeDecodeError):
                 continue
-            if (
-                store.session_key is not None
-                and store.get_expiry_date(modification=modified, expiry=data.get("_session_expiry")) > now
-            ):
+            data = store.decode(raw) if raw else {}
+            if store.get_expiry_date(modification=modified, expiry=data.get("_session_expiry")) > now:
                 continue
             keys.append(key)
             if not dry_run:
