@@ -31,9 +31,10 @@ demo: setup
 
 test: setup system-deps
 	$(PY) -m ruff check .
+	$(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-docs: setup
+docs: $(VENV)/.installed
 	$(PY) -m mkdocs build --strict
 
 bench: setup system-deps

@@ -14,7 +14,9 @@ import asyncio
 import re
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
+from django.conf import settings
 
 from .conf import get_config
 
@@ -27,6 +29,10 @@ def get_layer(alias: str | None = None) -> Any:
     """The channel layer for ``alias`` (default: the ``CHANNEL_LAYER`` setting), prepared for hub channels."""
     alias = alias or get_config().channel_layer
     layer = get_channel_layer(alias)
+    if layer is None and alias == DEFAULT_CHANNEL_LAYER and not getattr(settings, "CHANNEL_LAYERS", None):
+        # No CHANNEL_LAYERS at all: the embedded default, so that runserver works with INSTALLED_APPS alone.
+        channel_layers.set(alias, InMemoryChannelLayer())
+        layer = get_channel_layer(alias)
     if layer is None:
         raise RuntimeError(
             f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
