@@ -25,9 +25,11 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,36 @@ def _max_age(store: SessionBase, data: dict[str, Any]) -> int | None:
     return int(store.get_expiry_age(expiry=expiry))
 
 
+def _signed_in_user_still_valid(data: dict[str, Any]) -> bool:
+    """What ``django.contrib.auth.get_user`` checks on every HTTP request, for a connection that makes none.
+
+    False when the session's user no longer exists (or its backend is gone) or when the session's auth hash no
+    longer matches: the password changed, so Django ends every other session of that user at its next request.
+    A session without a signed-in user is valid as far as auth is concerned.
+    """
+    if SESSION_KEY not in data:
+        return True
+    backend_path = data.get(BACKEND_SESSION_KEY)
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    try:
+        user_id = get_user_model()._meta.pk.to_python(data[SESSION_KEY])
+    except ValidationError:
+        return False
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None:
+        return False
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    session_hash = data.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return False
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", list)()
+    return any(constant_time_compare(session_hash, fallback) for fallback in fallbacks)
+
+
 def _user_id(data: dict[str, Any]) -> str | None:
     value = data.get(SESSION_KEY)
     return None if value is None else str(value)
@@ -93,9 +125,11 @@ def read_session(session_key: str | None) -> SessionState | None:
             return None
         expires_at, encoded = row
         data = store.decode(encoded)
+        if not _signed_in_user_still_valid(data):
+            return None
         return SessionState(session_key, expires_at, _max_age(store, data), _user_id(data))
     data, valid = _load_without_create(store)
-    if not valid:
+    if not valid or not _signed_in_user_still_valid(data):
         return None
     expires_at: datetime | None = None
     if _is_file_store(cls):

@@ -232,3 +232,17 @@ def test_an_expired_file_session_reads_as_gone_and_is_not_recreated(alice, tmp_p
 def test_a_forged_signed_cookie_is_no_valid_session(settings):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
     assert read_session("garbage-not-signed") is None
+
+
+@override_settings(STOMP_PUSH={"REVALIDATE_INTERVAL": 0.3})
+async def test_a_password_change_closes_the_other_sessions_connections_at_revalidation(alice):
+    other_device = await database_sync_to_async(signed_in_client)(alice)
+    tab = await connected(other_device.cookies["sessionid"].value)
+
+    def change_password():
+        alice.set_password("a-new-password")
+        alice.save()
+
+    await database_sync_to_async(change_password)()
+    error, code = await tab.receive_error(timeout=3)
+    assert (error.headers["message"], code) == ("session ended", 1008)
