@@ -138,8 +138,20 @@ def build_config(raw: dict[str, Any] | None) -> Config:
     user_prefix = values.get("user_prefix", Config.user_prefix)
     if not (isinstance(destination, str) and destination.startswith(user_prefix)):
         raise ImproperlyConfigured(f"STOMP_PUSH['SESSION_DESTINATION'] must start with {user_prefix!r}")
+    for name in ("allow_anonymous", "client_send_to_topics", "csrf_check"):
+        if name in values and not isinstance(values[name], bool):
+            raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must be True or False")
+    authorize = values.get("authorize")
+    if authorize is not None and not (isinstance(authorize, str) and authorize):
+        raise ImproperlyConfigured("STOMP_PUSH['AUTHORIZE'] must be None or the dotted path of a function")
+    if "channel_layer" in values and not (isinstance(values["channel_layer"], str) and values["channel_layer"]):
+        raise ImproperlyConfigured("STOMP_PUSH['CHANNEL_LAYER'] must be the alias of a CHANNEL_LAYERS entry")
     if "handler_modules" in values:
-        values["handler_modules"] = tuple(values["handler_modules"])
+        modules = values["handler_modules"]
+        # A bare string would be split into one-letter module names.
+        if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
+            raise ImproperlyConfigured("STOMP_PUSH['HANDLER_MODULES'] must be a list of dotted module paths")
+        values["handler_modules"] = tuple(modules)
     return Config(**values)
 
 

@@ -95,7 +95,7 @@ class Hub:
         self._joined: dict[str, asyncio.Future[None]] = {}
         self._refs: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
-        self._started: asyncio.Future[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         #: Counters for logs and the benchmark: deliveries, slow consumers closed, layer errors.
         self.stats = {"pushes": 0, "deliveries": 0, "slow_consumers": 0, "layer_errors": 0}
@@ -103,27 +103,27 @@ class Hub:
     # -- life cycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._started is None:
-            self._started = asyncio.get_running_loop().create_future()
-            try:
-                self.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
-                await self.join(HUBS_GROUP)
-                if not self.local:
-                    self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
-                self._started.set_result(None)
-            except BaseException as exc:
-                self._started.set_exception(exc)
-                self._started = None
-                raise
-        await self._started
+        starting = self._starting
+        if starting is None or (starting.done() and (starting.cancelled() or starting.exception() is not None)):
+            starting = self._starting = asyncio.get_running_loop().create_task(self._start())
+        # Shielded: a caller cancelled meanwhile (its client left) must not cancel, or fail with its
+        # CancelledError, the start-up the other connections of this process are waiting for.
+        await asyncio.shield(starting)
+
+    async def _start(self) -> None:
+        self.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
+        await self.join(HUBS_GROUP)
+        if not self.local:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        task = self._task
+        if task is not None:
+            # Cancel until it ends: redis-py can swallow a cancellation that lands as its read times out,
+            # and channels-redis then starts another blocking read.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
             self._task = None
 
     async def _run(self) -> None:
@@ -134,17 +134,19 @@ class Hub:
         failures = 0
         while True:
             try:
+                if failures:
+                    # Re-join before receiving: a restarted Redis has lost our groups, so no message would ever
+                    # arrive to end a blocking receive. This raises while the layer is still unreachable.
+                    await self._rejoin()
+                    logger.warning(
+                        "channel layer %r is back after %d failed receives; re-joining groups", self.alias, failures
+                    )
+                    failures = 0
                 timeout = max(0.1, next_refresh - loop.time())
                 try:
                     message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
                 except asyncio.TimeoutError:
                     message = None
-                if failures:
-                    logger.warning(
-                        "channel layer %r is back after %d failed receives; re-joining groups", self.alias, failures
-                    )
-                    failures = 0
-                    await self._rejoin()
                 if loop.time() >= next_refresh:
                     next_refresh = loop.time() + refresh_every
                     await self._rejoin()

@@ -1,0 +1,259 @@
+"""The process-local delivery hub: one render per push, group membership, closes mid-broadcast, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from django_stomp_push import apush
+from django_stomp_push.destinations import destination_group
+from django_stomp_push.hub import Hub, Rendered, get_hub
+from django_stomp_push.redis import layer_config
+from tests.stompclient import StompTestClient, application
+from tests.test_consumer import connected, expect_error, sign_in, stomp_settings, subscribe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def key(alice, login):
+    return await sign_in(alice, login)
+
+
+class Valve:
+    """Wraps the ASGI app of one connection so its sends can be held, like a client that stopped reading."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+        self.held = 0
+
+    def app(self, inner: Any = None) -> Any:
+        inner = inner or application()
+
+        async def held_app(scope, receive, send):
+            async def held_send(message):
+                if not self.open.is_set():
+                    self.held += 1
+                    await self.open.wait()
+                await send(message)
+
+            await inner(scope, receive, held_send)
+
+        return held_app
+
+
+# -- one render, every local subscriber ----------------------------------------------------------------------
+
+
+async def test_a_push_reaches_every_local_subscriber_in_one_pass(key):
+    clients = [await connected(key) for _ in range(3)]
+    for client in clients:
+        await subscribe(client, "/topic/fan-out")
+    hub = await get_hub()
+    pushes, deliveries = hub.stats["pushes"], hub.stats["deliveries"]
+    await apush("/topic/fan-out", "to all")
+    assert (hub.stats["pushes"] - pushes, hub.stats["deliveries"] - deliveries) == (1, 3)
+    for client in clients:
+        assert (await client.receive()).body == b"to all"
+        await client.close()
+
+
+def test_a_rendered_message_is_rendered_once_per_version():
+    rendered = Rendered("/topic/a:b", "body", "text/plain", {"x": "1"})
+    assert rendered.tail("1.2") is rendered.tail("1.2")
+    assert rendered.tail("1.2").startswith("destination:/topic/a\\cb\n")
+    assert rendered.tail("1.0").startswith("destination:/topic/a:b\n")
+    assert rendered.tail("1.2").endswith("content-length:4\nx:1\n\nbody\x00")
+
+
+def test_a_binary_rendered_message_stays_binary():
+    rendered = Rendered("/topic/b", b"\x00\x01", "application/octet-stream", {})
+    assert rendered.tail("1.2").endswith(b"\n\n\x00\x01\x00")
+
+
+# -- group membership ----------------------------------------------------------------------------------------
+
+
+async def test_the_hub_joins_a_topics_group_with_its_first_subscriber_and_leaves_with_its_last(key):
+    group = destination_group("/topic/membership")
+    first, second = await connected(key), await connected(key)
+    hub = await get_hub()
+    assert not hub.has_joined(group)
+    await subscribe(first, "/topic/membership")
+    await subscribe(second, "/topic/membership")
+    assert hub.has_joined(group)
+    await first.send("UNSUBSCRIBE", {"id": "s1", "receipt": "u"})
+    assert (await first.receive()).command == "RECEIPT"
+    assert hub.has_joined(group)
+    await second.close()
+    assert not hub.has_joined(group)
+    await first.close()
+
+
+async def test_closed_connections_leave_every_table_of_the_hub(key):
+    clients = [await connected(key) for _ in range(3)]
+    for n, client in enumerate(clients):
+        await subscribe(client, f"/topic/t{n}")
+        await subscribe(client, "/user/queue/x", "u")
+    hub = await get_hub()
+    assert hub.topics and hub.users and hub.sessions
+    await clients[0].close()
+    await clients[1].send("DISCONNECT")
+    await clients[1].communicator.wait()
+    await clients[2].send("PUBLISH")  # closed by the server after a protocol error
+    await clients[2].receive_error()
+    await clients[2].communicator.wait()
+    assert (hub.topics, hub.users, hub.sessions) == ({}, {}, {})
+    assert set(hub._joined) == {"stomp_push.hubs"}
+
+
+async def test_an_unknown_channel_layer_message_is_logged_and_ignored(caplog):
+    hub = await get_hub()
+    with caplog.at_level(logging.WARNING, logger="django_stomp_push"):
+        hub.dispatch({"type": "something.else"})
+    assert "something.else" in caplog.text
+
+
+async def test_there_is_one_hub_per_event_loop():
+    assert await get_hub() is await get_hub()
+
+
+async def test_a_caller_cancelled_during_start_up_does_not_fail_the_others_waiting_for_it(monkeypatch, caplog):
+    hub = Hub("default")
+    new_channel = hub.layer.new_channel
+
+    async def slow_new_channel(*args, **kwargs):  # like a channel layer that is slow to answer
+        await asyncio.sleep(0.1)
+        return await new_channel(*args, **kwargs)
+
+    monkeypatch.setattr(hub.layer, "new_channel", slow_new_channel)
+    with caplog.at_level(logging.ERROR):
+        first, second = asyncio.create_task(hub.start()), asyncio.create_task(hub.start())
+        await asyncio.sleep(0.02)
+        first.cancel()  # e.g. its client went away and the server cancelled the consumer
+        await asyncio.wait_for(second, 2)
+        assert first.cancelled()
+        assert hub.channel_name and hub.has_joined("stomp_push.hubs")
+        await hub.start()  # started once: a later call returns at once
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class CancellationSwallowingLayer:
+    """A layer whose receive swallows one cancellation, as redis-py does when it lands as a read times out."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+
+    async def receive(self, channel: str) -> dict:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+        await self.released.wait()  # the next blocking read
+        return {"type": "stomp_push.end_sessions", "sessions": [], "reason": ""}
+
+
+async def test_stop_ends_the_listener_even_when_the_layer_swallows_a_cancellation():
+    hub = Hub("default")
+    hub.layer, hub.local, hub.channel_name = CancellationSwallowingLayer(), False, "stomp_push.hub.test"
+    hub._task = asyncio.get_running_loop().create_task(hub._run())
+    await asyncio.sleep(0.01)
+    stopping = asyncio.get_running_loop().create_task(hub.stop())
+    done, _ = await asyncio.wait([stopping], timeout=3)
+    hub.layer.released.set()
+    await stopping
+    assert stopping in done and hub._task is None
+
+
+# -- closes during a broadcast -------------------------------------------------------------------------------
+
+
+async def test_a_connection_closed_during_a_broadcast_leaves_the_others_unharmed(key, caplog):
+    with stomp_settings(max_pending_acks=1), caplog.at_level(logging.ERROR):
+        before, closing, after = await connected(key), await connected(key), await connected(key)
+        await subscribe(before, "/topic/mid")
+        await subscribe(closing, "/topic/mid", ack="client")  # its second delivery exceeds the pending-ack limit
+        await subscribe(after, "/topic/mid")
+        for n in range(3):
+            await apush("/topic/mid", str(n))
+        assert (await closing.receive()).body == b"0"
+        await expect_error(closing, "too many unacknowledged messages", 1008)
+        for client in (before, after):
+            assert [(await client.receive()).body for _ in range(3)] == [b"0", b"1", b"2"]
+            await client.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- slow consumers ------------------------------------------------------------------------------------------
+
+
+async def test_a_client_that_stops_reading_overflows_only_its_own_buffer_and_is_closed(key):
+    valve = Valve()
+    with stomp_settings(outbound_buffer_size=4096):
+        healthy = await connected(key)
+        stuck = StompTestClient(key, app=valve.app())
+        assert (await stuck.connect()).command == "CONNECTED"
+        await subscribe(healthy, "/topic/flood")
+        await subscribe(stuck, "/topic/flood")
+        hub = await get_hub()
+        valve.open.clear()
+        for n in range(100):
+            await apush("/topic/flood", f"{n:03d}" + "x" * 100)
+            await asyncio.sleep(0)
+        assert hub.stats["slow_consumers"] == 1
+        assert len(hub.topics["/topic/flood"]) == 1  # only the healthy subscriber is left
+        bodies = [(await healthy.receive()).body[:3] for _ in range(100)]
+        assert bodies == [f"{n:03d}".encode() for n in range(100)]
+        valve.open.set()
+        assert (await stuck.receive()).command == "MESSAGE"  # the one that was on its way
+        error = await expect_error(stuck, "slow consumer", 1008)
+        assert b"4096 bytes" in error.body
+    await healthy.close()
+
+
+async def test_a_send_that_blocks_longer_than_the_send_timeout_closes_the_client(key):
+    valve = Valve()
+    with stomp_settings(send_timeout=0.3, heartbeat=(50, 50)):
+        stuck = StompTestClient(key, app=valve.app())
+        assert (await stuck.connect(heart_beat="0,50")).command == "CONNECTED"
+        await subscribe(stuck, "/topic/slow")
+        valve.open.clear()
+        await apush("/topic/slow", "stuck in the pipe")
+        await asyncio.sleep(0.6)
+        hub = await get_hub()
+        assert hub.stats["slow_consumers"] == 1
+        assert "/topic/slow" not in hub.topics
+        valve.open.set()
+        frame = await stuck.receive()
+        assert frame.command == "MESSAGE"
+        error = await expect_error(stuck, "slow consumer", 1008)
+    assert b"0.3 seconds" in error.body
+
+
+# -- across processes: channels-redis ------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_with_channels_redis_a_broadcast_crosses_the_layer_once_per_process(redis_server, key):
+    with override_settings(CHANNEL_LAYERS={"default": layer_config(redis_server.url)}):
+        hub = await asyncio.wait_for(get_hub(), 10)  # started here, not under a client's receive timeout
+        clients = []
+        try:
+            for _ in range(5):
+                clients.append(await connected(key))
+                await subscribe(clients[-1], "/topic/secret-over-redis")
+            await apush("/topic/secret-over-redis", "via redis")
+            for client in clients:
+                assert (await client.receive(timeout=5)).body == b"via redis"
+            assert (hub.stats["pushes"], hub.stats["deliveries"]) == (1, 5)
+            stored = b"\n".join(redis_server.keys())
+            assert b"secret-over-redis" not in stored and key.encode() not in stored
+        finally:
+            for client in clients:
+                await client.close()
+            await hub.stop()
