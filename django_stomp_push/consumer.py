@@ -48,6 +48,7 @@ from .stomp import (
     Subscription,
     Unsubscribe,
 )
+from .stomp.connection import error_headers
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -153,7 +154,7 @@ class StompConsumer(AsyncConsumer):
             events = self.protocol.receive_data(data)
         except StompError as exc:
             code = CLOSE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
-            self.close(code, exc.message, exc.detail, exc.receipt_id)
+            self.close(code, exc.message, exc.detail, exc.receipt_id, error_headers(exc))
             return
         if not events and self.protocol.heartbeats_received > heartbeats:
             self._activity(heartbeat=True)
@@ -211,7 +212,8 @@ class StompConsumer(AsyncConsumer):
                 self.close(
                     CLOSE_POLICY_VIOLATION,
                     "no valid session",
-                    "this endpoint needs a signed-in Django session; log in and reconnect",
+                    "the WebSocket carried no Django session cookie, or its session has ended or expired; "
+                    "sign in and reconnect",
                 )
                 return
             self.hub.unbind(self)
@@ -242,18 +244,18 @@ class StompConsumer(AsyncConsumer):
 
     async def _on_subscribe(self, event: Subscribe) -> None:
         destination = event.destination
-        kind = self._destination_kind(destination)
+        kind = self._destination_kind(destination, event.receipt)
         if kind is None:
             return
         if kind is Kind.APP:
-            self.close(
-                CLOSE_POLICY_VIOLATION,
+            self._refuse(
                 "cannot subscribe to " + _short(destination),
                 "application destinations receive SENDs; subscribe to a /topic/ or /user/ destination",
+                event.receipt,
             )
             return
         if not await authorize(self.user, "subscribe", destination, self.config):
-            self.close(CLOSE_POLICY_VIOLATION, "access denied to " + _short(destination), "subscription refused")
+            self._refuse("access denied to " + _short(destination), "subscription refused", event.receipt)
             return
         subscription = self.protocol.subscriptions[event.id]
         if kind is Kind.TOPIC:
@@ -278,19 +280,19 @@ class StompConsumer(AsyncConsumer):
 
     async def _on_send(self, event: Send) -> None:
         destination = event.destination
-        kind = self._destination_kind(destination)
+        kind = self._destination_kind(destination, event.receipt)
         if kind is None:
             return
         if kind is Kind.USER or (kind is Kind.TOPIC and not self.config.client_send_to_topics):
-            self.close(
-                CLOSE_POLICY_VIOLATION,
+            self._refuse(
                 "SEND not allowed to " + _short(destination),
                 "clients may SEND to /app/ destinations"
                 + ("" if kind is Kind.USER else " (set STOMP_PUSH['CLIENT_SEND_TO_TOPICS'] to allow /topic/)"),
+                event.receipt,
             )
             return
         if not await authorize(self.user, "send", destination, self.config):
-            self.close(CLOSE_POLICY_VIOLATION, "access denied to " + _short(destination), "SEND refused")
+            self._refuse("access denied to " + _short(destination), "SEND refused", event.receipt)
             return
         if kind is Kind.TOPIC:
             await apush(
@@ -302,17 +304,21 @@ class StompConsumer(AsyncConsumer):
             return
         found = handlers.resolve(destination)
         if found is None:
-            self.close(CLOSE_POLICY_VIOLATION, "no handler for " + _short(destination), "nothing handles it")
+            self._refuse("no handler for " + _short(destination), "nothing handles it", event.receipt)
             return
         handler, params = found
         await handler.call(handlers.Message(self, event, params))
 
-    def _destination_kind(self, destination: str) -> Kind | None:
+    def _destination_kind(self, destination: str, receipt: str | None) -> Kind | None:
         try:
             return classify(destination, self.config)
         except DestinationError as exc:
-            self.close(CLOSE_POLICY_VIOLATION, "unknown destination " + _short(destination), str(exc))
+            self._refuse("unknown destination " + _short(destination), str(exc), receipt)
             return None
+
+    def _refuse(self, message: str, detail: str, receipt: str | None) -> None:
+        """ERROR naming what was refused (with the frame's receipt-id, if it asked for a receipt), close 1008."""
+        self.close(CLOSE_POLICY_VIOLATION, message, detail, receipt)
 
     # -- server -> client ----------------------------------------------------------------------------------
 
@@ -396,14 +402,21 @@ class StompConsumer(AsyncConsumer):
 
     # -- closing --------------------------------------------------------------------------------------------
 
-    def close(self, code: int, message: str | None = None, detail: str = "", receipt_id: str | None = None) -> None:
+    def close(
+        self,
+        code: int,
+        message: str | None = None,
+        detail: str = "",
+        receipt_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Send an ERROR frame (when ``message`` is given), then close the WebSocket with ``code``."""
         if self._closing:
             return
         self._closing = True
         self._unregister()
         if message is not None:
-            error = self.protocol.error(message, detail, receipt_id)
+            error = self.protocol.error(message, detail, receipt_id, headers)
             self._out.append({"type": "websocket.send", "text": error.decode("utf-8", "replace")})
             logger.info("django-stomp-push: closing %s with %d: %s", self.connection_id, code, message)
         close: dict[str, Any] = {"type": "websocket.close", "code": code}
@@ -477,13 +490,15 @@ class StompConsumer(AsyncConsumer):
         if expect_every:
             self._timer("hb-check", expect_every * self.config.heartbeat_grace / 1000, self._heartbeat_check)
 
+    def check_send(self, now: float) -> None:
+        """Close the client if one send has been stuck longer than SEND_TIMEOUT (called by the hub's watchdog)."""
+        since = self._sending_since
+        if since is not None and now - since > self.config.send_timeout and not self._closing:
+            self._slow_consumer(f"one send has taken more than {self.config.send_timeout:g} seconds")
+
     def _heartbeat_send(self) -> None:
         interval = self.protocol.heartbeat[0] / 1000
         now = self._loop.time()
-        since = self._sending_since
-        if since is not None and now - since > self.config.send_timeout:
-            self._slow_consumer(f"one send has taken more than {self.config.send_timeout:g} seconds")
-            return
         if now - self._last_sent >= interval * 0.9 and not self._out:
             self._enqueue({"type": "websocket.send", "text": "\n"}, 1)
         self._timer("hb-send", interval, self._heartbeat_send)

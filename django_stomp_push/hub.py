@@ -45,6 +45,8 @@ class Outlet(Protocol):
 
     def end_session(self, reason: str) -> None: ...
 
+    def check_send(self, now: float) -> None: ...
+
 
 class Rendered:
     """The shared part of one pushed MESSAGE frame, rendered once per protocol version on first use."""
@@ -91,8 +93,10 @@ class Hub:
         #: destination -> {(id(outlet), subscription id): (outlet, subscription)}
         self.topics: dict[str, dict[tuple[int, str], tuple[Outlet, Subscription]]] = {}
         self.users: dict[str, set[Outlet]] = {}
+        #: Every connected (CONNECTed) connection of this process.
+        self.outlets: set[Outlet] = set()
         self.sessions: dict[str, set[Outlet]] = {}
-        self._joined: dict[str, asyncio.Future[None]] = {}
+        self._joined: dict[str, asyncio.Task[None]] = {}
         self._refs: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -115,6 +119,18 @@ class Hub:
         await self.join(HUBS_GROUP)
         if not self.local:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
+        self._watch()
+
+    def _watch(self) -> None:
+        """Every fraction of SEND_TIMEOUT, let each connection check that its current send is not stuck.
+
+        One timer per process rather than one per connection or per send: sends almost never block.
+        """
+        timeout = get_config().send_timeout
+        now = asyncio.get_running_loop().time()
+        for outlet in tuple(self.outlets):
+            outlet.check_send(now)
+        asyncio.get_running_loop().call_later(max(0.05, min(1.0, timeout / 3)), self._watch)
 
     async def stop(self) -> None:
         task = self._task
@@ -170,28 +186,25 @@ class Hub:
     # -- groups ---------------------------------------------------------------------------------------------
 
     async def join(self, group: str) -> None:
-        """Count one more local user of ``group``; join it on the channel layer on first use."""
+        """Count one more local user of ``group``; join it on the channel layer on first use.
+
+        The channel-layer join runs as its own task, shared by every caller that needs the group meanwhile: a
+        caller cancelled while waiting (its client left) neither cancels nor fails the join for the others.
+        """
         self._refs[group] = self._refs.get(group, 0) + 1
-        joined = self._joined.get(group)
-        if joined is None:
-            joined = asyncio.get_running_loop().create_future()
-            self._joined[group] = joined
-            try:
-                if not self.local:
-                    await self.layer.group_add(group, self.channel_name)
-            except BaseException as exc:
-                del self._joined[group]
-                self._refs[group] -= 1
-                joined.set_exception(exc)
-                joined.exception()  # retrieved: the caller gets the exception raised below
-                raise
-            joined.set_result(None)
-        else:
-            try:
-                await asyncio.shield(joined)
-            except Exception:
-                self._refs[group] -= 1
-                raise
+        joining = self._joined.get(group)
+        if joining is None or (joining.done() and (joining.cancelled() or joining.exception() is not None)):
+            joining = self._joined[group] = asyncio.get_running_loop().create_task(self._group_add(group))
+        try:
+            await asyncio.shield(joining)
+        except BaseException:
+            # This caller registers nothing: give its count back (a failed join is retried by the next caller).
+            self.leave(group)
+            raise
+
+    async def _group_add(self, group: str) -> None:
+        if not self.local:
+            await self.layer.group_add(group, self.channel_name)
 
     def leave(self, group: str) -> None:
         """Count one local user of ``group`` less; the last one leaves the group on the channel layer."""
@@ -200,11 +213,20 @@ class Hub:
             self._refs[group] = refs
             return
         self._refs.pop(group, None)
-        joined = self._joined.pop(group, None)
-        if joined is not None and not self.local:
-            task = asyncio.get_running_loop().create_task(self._discard(group))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+        joining = self._joined.pop(group, None)
+        if joining is None or self.local:
+            return
+        if joining.done():
+            self._spawn_discard(group, joining)
+        else:  # still joining: leave once the join has landed
+            joining.add_done_callback(lambda _: self._spawn_discard(group, joining))
+
+    def _spawn_discard(self, group: str, joining: asyncio.Task[None]) -> None:
+        if joining.cancelled() or joining.exception() is not None:
+            return  # never joined
+        task = asyncio.get_running_loop().create_task(self._discard(group))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     async def _discard(self, group: str) -> None:
         if group in self._joined:  # joined again meanwhile
@@ -250,6 +272,7 @@ class Hub:
 
     async def bind(self, outlet: Outlet) -> None:
         """Register a connection under its user and session, joining their groups."""
+        self.outlets.add(outlet)
         for table, key, group in (
             (self.users, outlet.user_key, user_group),
             (self.sessions, outlet.session_key_hash, session_group),
@@ -260,6 +283,7 @@ class Hub:
             await self.join(group(key))
 
     def unbind(self, outlet: Outlet) -> None:
+        self.outlets.discard(outlet)
         for table, key, group in (
             (self.users, outlet.user_key, user_group),
             (self.sessions, outlet.session_key_hash, session_group),

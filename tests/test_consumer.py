@@ -962,3 +962,20 @@ async def test_with_csrf_check_a_token_without_the_cookie_is_refused(key):
 async def test_without_csrf_check_no_token_is_needed(key):
     client = await connected(key)
     await client.close()
+
+
+# -- what a refusal tells the client --------------------------------------------------------------------------
+
+
+async def test_a_refused_frame_that_asked_for_a_receipt_gets_its_receipt_id_on_the_error(key):
+    client = StompTestClient(key)
+    await client.connect()
+    await client.send("SUBSCRIBE", {"id": "0", "destination": "/app/echo", "receipt": "r-9"})
+    error = await expect_error(client, "cannot subscribe to /app/echo", 1008)
+    assert error.headers["receipt-id"] == "r-9"
+
+
+async def test_an_unsupported_version_error_lists_the_supported_versions_in_a_version_header(key):
+    client = StompTestClient(key)
+    error = await client.connect(version="2.0")
+    assert error.command == "ERROR" and error.headers["version"] == "1.0,1.1,1.2"

@@ -143,6 +143,31 @@ async def test_a_caller_cancelled_during_start_up_does_not_fail_the_others_waiti
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_caller_cancelled_while_joining_a_group_does_not_fail_the_others_or_leak_the_group(monkeypatch):
+    hub = Hub("default")
+    await hub.start()
+    hub.local = False  # go through the layer's group_add, made slow below
+    added, discarded = [], []
+
+    async def slow_group_add(group, channel):
+        await asyncio.sleep(0.1)
+        added.append(group)
+
+    async def group_discard(group, channel):
+        discarded.append(group)
+
+    monkeypatch.setattr(hub.layer, "group_add", slow_group_add)
+    monkeypatch.setattr(hub.layer, "group_discard", group_discard)
+    first, second = asyncio.create_task(hub.join("g")), asyncio.create_task(hub.join("g"))
+    await asyncio.sleep(0.02)
+    first.cancel()
+    await asyncio.wait_for(second, 2)
+    assert first.cancelled() and added == ["g"] and hub.has_joined("g")
+    hub.leave("g")  # the only registered user leaves: the group is left on the layer
+    await asyncio.sleep(0.05)
+    assert not hub.has_joined("g") and discarded == ["g"]
+
+
 class CancellationSwallowingLayer:
     """A layer whose receive swallows one cancellation, as redis-py does when it lands as a read times out."""
 
@@ -218,9 +243,9 @@ async def test_a_client_that_stops_reading_overflows_only_its_own_buffer_and_is_
 
 async def test_a_send_that_blocks_longer_than_the_send_timeout_closes_the_client(key):
     valve = Valve()
-    with stomp_settings(send_timeout=0.3, heartbeat=(50, 50)):
+    with stomp_settings(send_timeout=0.3, heartbeat=(0, 0)):  # no heart-beat timer: the hub's watchdog checks
         stuck = StompTestClient(key, app=valve.app())
-        assert (await stuck.connect(heart_beat="0,50")).command == "CONNECTED"
+        assert (await stuck.connect()).command == "CONNECTED"
         await subscribe(stuck, "/topic/slow")
         valve.open.clear()
         await apush("/topic/slow", "stuck in the pipe")

@@ -119,6 +119,14 @@ class Subscription:
     head_prefix: str = ""
 
 
+def error_headers(exc: StompError) -> dict[str, str]:
+    """Headers an ERROR frame for ``exc`` carries besides ``message``: the spec wants the supported versions
+    in a ``version`` header when none is shared."""
+    if isinstance(exc, UnsupportedVersion):
+        return {"version": ",".join(exc.supported)}
+    return {}
+
+
 # -- the connection ----------------------------------------------------------------------------------------
 
 
@@ -390,16 +398,19 @@ class ServerConnection:
     def receipt(self, receipt_id: str) -> bytes:
         return encode(Frame("RECEIPT", {"receipt-id": receipt_id}), self.version)
 
-    def error(self, message: str, detail: str = "", receipt_id: str | None = None) -> bytes:
+    def error(
+        self, message: str, detail: str = "", receipt_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> bytes:
         """An ERROR frame; the connection is closed from here on."""
         self.state = State.CLOSED
-        headers = {"message": message, "content-type": "text/plain"}
+        out = {"message": message, "content-type": "text/plain"}
         if receipt_id is not None:
-            headers["receipt-id"] = receipt_id
-        return encode(Frame("ERROR", headers, detail.encode()), self.version)
+            out["receipt-id"] = receipt_id
+        out.update(headers or {})
+        return encode(Frame("ERROR", out, detail.encode()), self.version)
 
     def error_for(self, exc: StompError) -> bytes:
-        return self.error(exc.message, exc.detail, exc.receipt_id)
+        return self.error(exc.message, exc.detail, exc.receipt_id, error_headers(exc))
 
     def message_head(self, subscription: Subscription, message_id: str) -> str:
         """The per-subscriber first lines of a MESSAGE frame (the rest is shared by every subscriber).
