@@ -19,6 +19,7 @@ from django.core.signals import setting_changed
 from .stomp import Limits
 
 ACTIVITY_POLICIES = ("none", "frames", "frames+heartbeats")
+_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,14 @@ class Config:
     heartbeat_grace: float = 2.0
     #: Seconds a client has after the WebSocket opens to send CONNECT.
     connect_timeout: float = 10.0
-    max_frame_size: int = 64 * 1024
-    max_header_count: int = 64
-    max_header_length: int = 8 * 1024
-    max_subscriptions: int = 256
-    max_transactions: int = 16
-    max_transaction_frames: int = 256
-    max_pending_acks: int = 1024
+    #: Protocol limits; defaults from :class:`~django_stomp_push.stomp.Limits` (frame size 64 KiB, as Spring).
+    max_frame_size: int = _LIMITS.max_frame_size
+    max_header_count: int = _LIMITS.max_header_count
+    max_header_length: int = _LIMITS.max_header_length
+    max_subscriptions: int = _LIMITS.max_subscriptions
+    max_transactions: int = _LIMITS.max_transactions
+    max_transaction_frames: int = _LIMITS.max_transaction_frames
+    max_pending_acks: int = _LIMITS.max_pending_acks
     #: Bytes queued for one client before it counts as a slow consumer and is closed.
     outbound_buffer_size: int = 512 * 1024
     #: Seconds one WebSocket send may take before the client counts as a slow consumer and is closed.
@@ -73,15 +75,7 @@ class Config:
 
     @property
     def limits(self) -> Limits:
-        return Limits(
-            max_frame_size=self.max_frame_size,
-            max_header_count=self.max_header_count,
-            max_header_length=self.max_header_length,
-            max_subscriptions=self.max_subscriptions,
-            max_transactions=self.max_transactions,
-            max_transaction_frames=self.max_transaction_frames,
-            max_pending_acks=self.max_pending_acks,
-        )
+        return Limits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Limits)})
 
 
 _POSITIVE_INTS = (

@@ -14,7 +14,6 @@ restart, so the hub re-joins every group it needs periodically and after every c
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import weakref
 from collections.abc import Iterable
@@ -100,7 +99,6 @@ class Hub:
         self._refs: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
         #: Counters for logs and the benchmark: deliveries, slow consumers closed, layer errors.
         self.stats = {"pushes": 0, "deliveries": 0, "slow_consumers": 0, "layer_errors": 0}
 
@@ -270,36 +268,34 @@ class Hub:
         if leave:
             self.leave(destination_group(destination))
 
+    def _memberships(self, outlet: Outlet) -> list[tuple[dict[str, set[Outlet]], str, str]]:
+        """(table, key, group) for the user and the session ``outlet`` is bound to."""
+        return [
+            (table, key, group(key))
+            for table, key, group in (
+                (self.users, outlet.user_key, user_group),
+                (self.sessions, outlet.session_key_hash, session_group),
+            )
+            if key is not None
+        ]
+
     async def bind(self, outlet: Outlet) -> None:
         """Register a connection under its user and session, joining their groups."""
         self.outlets.add(outlet)
-        for table, key, group in (
-            (self.users, outlet.user_key, user_group),
-            (self.sessions, outlet.session_key_hash, session_group),
-        ):
-            if key is None:
-                continue
+        for table, key, group in self._memberships(outlet):
             table.setdefault(key, set()).add(outlet)
-            await self.join(group(key))
+            await self.join(group)
 
     def unbind(self, outlet: Outlet) -> None:
         self.outlets.discard(outlet)
-        for table, key, group in (
-            (self.users, outlet.user_key, user_group),
-            (self.sessions, outlet.session_key_hash, session_group),
-        ):
-            if key is None:
-                continue
+        for table, key, group in self._memberships(outlet):
             members = table.get(key)
             if members is None or outlet not in members:
                 continue
             members.discard(outlet)
             if not members:
                 del table[key]
-            self.leave(group(key))
-
-    def next_message_id(self) -> int:
-        return next(self._ids)
+            self.leave(group)
 
     # -- delivery -------------------------------------------------------------------------------------------
 
