@@ -95,6 +95,7 @@ class StompConsumer(AsyncConsumer):
         self._topic_subs: list[Subscription] = []
         self._out: deque[dict[str, Any]] = deque()
         self._out_bytes = 0
+        self._enqueued = 0
         self._waiter: asyncio.Future[None] | None = None
         self._closing = False
         self._message_ids = itertools.count(1)
@@ -105,7 +106,8 @@ class StompConsumer(AsyncConsumer):
         self._notice_sent_for: Any = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._transport_backlog = daphne_compat.backlog_probe(send)
+        self._daphne = daphne_compat.DaphneTransport.behind(send)
+        self._send_now: Any = None  # the daphne fast path, once the WebSocket is accepted
         self._writer = self._loop.create_task(self._write_loop())
         try:
             while True:
@@ -358,11 +360,25 @@ class StompConsumer(AsyncConsumer):
     def _enqueue(self, message: dict[str, Any], size: int) -> None:
         self._out_bytes += size
         queued = self._out_bytes
-        if self._transport_backlog is not None:
-            queued += self._transport_backlog()
+        self._enqueued += 1
+        if self._daphne is not None and not self._enqueued & 7:
+            # Every 8th message: enough to bound memory (8 frames past the limit at worst), cheap on the hot path.
+            queued += self._daphne.backlog()
         if queued > self.config.outbound_buffer_size and not self._closing:
             self._slow_consumer(f"more than {self.config.outbound_buffer_size} bytes queued")
             return
+        if self._send_now is not None and not self._out and self._sending_since is None:
+            # Nothing queued ahead of it: hand it to daphne now (same bytes, same order, no task wake-up).
+            try:
+                sent = self._send_now(message)
+            except Exception:  # never let one broken transport break a broadcast to the others
+                logger.warning("django-stomp-push: send failed on %s", self.connection_id, exc_info=True)
+                self._send_now = None
+                sent = False
+            if sent:
+                self._out_bytes -= size
+                self._last_sent = self._loop.time()
+                return
         self._out.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -396,6 +412,8 @@ class StompConsumer(AsyncConsumer):
                 if message["type"] == "websocket.close":
                     out.clear()
                     return
+                if message["type"] == "websocket.accept" and self._daphne is not None:
+                    self._send_now = self._daphne.send_now
             self._waiter = loop.create_future()
             await self._waiter
             self._waiter = None

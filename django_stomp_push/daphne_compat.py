@@ -43,29 +43,49 @@ def install() -> bool:
     return True
 
 
-def backlog_probe(send: Any) -> Any:
-    """A function returning how many bytes daphne still holds for this client, or None off daphne.
+class DaphneTransport:
+    """The daphne WebSocket protocol behind an ASGI ``send``, for the two things ASGI cannot do.
 
-    daphne's ASGI ``send`` never waits: it hands each message to Twisted, whose transport buffers without bound
-    when the client stops reading. The outbound limit must count those bytes too, so this finds the daphne
-    protocol behind ``send`` (through Channels' session wrapper) and reads its transport's buffer size.
+    - :meth:`backlog`: daphne's ``send`` never waits; it hands each message to Twisted, whose transport buffers
+      without bound when the client stops reading. The outbound limit must count those bytes too.
+    - :meth:`send_now`: on the push path, the ASGI ``send`` costs a coroutine through Channels' session wrapper
+      (which only acts on HTTP responses) and one through daphne's server, plus a task wake-up per delivery, all
+      to end in a synchronous call. ``send_now`` makes that call directly; the bytes and their order are the same.
     """
-    seen = 0
-    while send is not None and seen < 8:
-        seen += 1
-        args = getattr(send, "args", None)
-        if args and hasattr(args[0], "transport") and hasattr(args[0], "handle_reply"):
-            protocol = args[0]
-            return lambda: _buffered(getattr(protocol, "transport", None))
-        owner = getattr(send, "__self__", None)
-        send = getattr(owner, "real_send", None) if owner is not None else None
-    return None
 
+    __slots__ = ("_handle_reply", "_open", "protocol")
 
-def _buffered(transport: Any) -> int:
-    if transport is None:
-        return 0
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return 0
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self._open = protocol.STATE_OPEN
+        self._handle_reply = protocol.handle_reply
+
+    @classmethod
+    def behind(cls, send: Any) -> DaphneTransport | None:
+        """The daphne protocol behind ``send`` (through Channels' session wrapper), or None off daphne."""
+        seen = 0
+        while send is not None and seen < 8:
+            seen += 1
+            args = getattr(send, "args", None)
+            if args and hasattr(args[0], "transport") and hasattr(args[0], "STATE_OPEN"):
+                return cls(args[0])
+            owner = getattr(send, "__self__", None)
+            send = getattr(owner, "real_send", None) if owner is not None else None
+        return None
+
+    def backlog(self) -> int:
+        """Bytes Twisted still holds for this client."""
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            return 0
+        try:
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        except (AttributeError, TypeError):
+            return 0
+
+    def send_now(self, message: dict[str, Any]) -> bool:
+        """Send a ``websocket.send`` message synchronously; False when the WebSocket is not open (any more)."""
+        if self.protocol.state != self._open:
+            return False
+        self._handle_reply(message)
+        return True
