@@ -1,0 +1,438 @@
+// Load generator for bench/: STOMP subscribers spread over worker processes, one publisher, one JSON event per
+// stdout line for the Python harness (bench/loadgen.py).
+//
+//   node bench/loadgen.mjs '<config JSON>'
+//
+// Config: urls (subscribers spread round-robin; the publisher uses urls[0]), subscribers, warm_subscribers,
+// workers, destination, mode ("max" | "rate" | "idle"), rate (pushes/s), window (pushes in flight, "max"),
+// warmup_s, measure_s, heartbeat [cx, cy], connect_concurrency, ramp_timeout_s, body_size, subprotocols,
+// stall_s, deadline_s.
+//
+// Events: warm (warm subscribers ready), ready, measure_start, measure_stop (end of the time window),
+// result {stats, after the drain}, done, error {message}.
+// "max" keeps at most `window` pushes not yet delivered to every live subscriber (closed loop), so no server
+// queue grows without bound; "rate" publishes open loop at `rate`; "idle" publishes nothing.
+// Latency = publish -> receive on the same monotonic clock (process.hrtime), across processes of this machine.
+
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- latency histogram: buckets 2% wide, mergeable across workers ----------------------------------------
+const LOG_BASE = Math.log(1.02);
+const BUCKETS = 1200;
+const bucketOf = (us) => (us < 1 ? 0 : Math.min(BUCKETS - 1, 1 + Math.floor(Math.log(us) / LOG_BASE)));
+const bucketUpperUs = (i) => (i === 0 ? 1 : Math.pow(1.02, i));
+
+function percentiles(hist, ps) {
+  const total = hist.reduce((a, b) => a + b, 0);
+  const out = {};
+  for (const p of ps) {
+    if (!total) { out[p] = null; continue; }
+    const rank = Math.ceil((p / 100) * total);
+    let seen = 0;
+    for (let i = 0; i < hist.length; i++) {
+      seen += hist[i];
+      if (seen >= rank) { out[p] = bucketUpperUs(i) / 1000; break; }
+    }
+  }
+  return out;
+}
+
+// ---- STOMP over one WebSocket ---------------------------------------------------------------------------
+function originOf(url) {
+  const u = new URL(url);
+  return `http://${u.host}`;
+}
+
+function frame(command, headers, body = '') {
+  let text = command + '\n';
+  for (const [k, v] of Object.entries(headers)) text += `${k}:${v}\n`;
+  return text + '\n' + body + '\0';
+}
+
+function headerValue(frameText, name) {
+  const at = frameText.indexOf('\n' + name + ':');
+  if (at < 0) return null;
+  const end = frameText.indexOf('\n', at + name.length + 2);
+  return frameText.slice(at + name.length + 2, end < 0 ? undefined : end);
+}
+
+// Opens a WebSocket, CONNECTs, optionally SUBSCRIBEs (with a receipt) and resolves once that is confirmed.
+// `handlers.message(conn, body)` receives each MESSAGE body; heart-beats are sent as negotiated.
+function openStomp(url, cfg, subscribe, handlers) {
+  return new Promise((resolve, reject) => {
+    const conn = { ws: null, lastSeq: -1, lastAt: 0, open: false, hbTimer: null };
+    let settled = false;
+    const fail = (message) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      try { conn.ws.terminate(); } catch { /* already gone */ }
+      reject(new Error(message));
+    };
+    const timer = setTimeout(() => fail('timeout connecting/subscribing'), cfg.connect_timeout_s * 1000);
+    const ws = new WebSocket(url, cfg.subprotocols, {
+      headers: { Origin: originOf(url) },
+      perMessageDeflate: false,
+      handshakeTimeout: cfg.connect_timeout_s * 1000,
+    });
+    conn.ws = ws;
+    ws.on('open', () => {
+      const [cx, cy] = cfg.heartbeat;
+      ws.send(frame('CONNECT', { 'accept-version': '1.2', host: '127.0.0.1', 'heart-beat': `${cx},${cy}` }));
+    });
+    ws.on('unexpected-response', (_req, res) => fail(`HTTP ${res.statusCode} on WebSocket upgrade`));
+    ws.on('error', (err) => fail(err.code || err.message));
+    ws.on('close', (code) => {
+      if (conn.hbTimer) clearInterval(conn.hbTimer);
+      if (conn.open) { conn.open = false; handlers.closed(conn, code); }
+      fail(`closed ${code} before subscribed`);
+    });
+    ws.on('message', (data) => {
+      const text = typeof data === 'string' ? data : data.toString('latin1');
+      let start = 0;
+      while (start < text.length) {
+        let end = text.indexOf('\0', start);
+        if (end < 0) end = text.length;
+        let f = start;
+        while (f < end && (text.charCodeAt(f) === 10 || text.charCodeAt(f) === 13)) f++;
+        if (f === end) { if (end > start) handlers.heartbeat(conn); start = end + 1; continue; }
+        const nl = text.indexOf('\n', f);
+        const command = text.slice(f, nl < 0 ? end : nl);
+        if (command === 'MESSAGE') {
+          const bodyAt = text.indexOf('\n\n', f) + 2;
+          handlers.message(conn, text, bodyAt);
+        } else if (command === 'CONNECTED') {
+          const hb = headerValue(text.slice(f, end), 'heart-beat');
+          const [sx, sy] = (hb || '0,0').split(',').map(Number);
+          const every = cfg.heartbeat[0] && sy ? Math.max(cfg.heartbeat[0], sy) : 0;
+          if (every) conn.hbTimer = setInterval(() => { if (ws.readyState === 1) ws.send('\n'); }, every);
+          if (subscribe) {
+            ws.send(frame('SUBSCRIBE', { id: '0', destination: cfg.destination, ack: 'auto', receipt: 'sub-0' }));
+          } else {
+            ready();
+          }
+        } else if (command === 'RECEIPT') {
+          ready();
+        } else if (command === 'ERROR') {
+          const message = headerValue(text.slice(f, end), 'message');
+          handlers.error(conn, message || 'ERROR frame');
+          fail(`ERROR frame: ${message}`);
+        }
+        start = end + 1;
+      }
+    });
+    function ready() {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.open = true;
+      conn.lastAt = Date.now();
+      resolve(conn);
+    }
+  });
+}
+
+// ---- worker: holds subscribers ---------------------------------------------------------------------------
+async function worker() {
+  let cfg = null;
+  const conns = [];
+  let measuring = false;
+  let fromSeq = Infinity; // deliveries of pushes sent from the window's start on, counted per push
+  let perSeq = [];
+  let mark = null;
+  let deliveries = 0, preDeliveries = 0, gaps = 0, reordered = 0, heartbeats = 0, closedAfterReady = 0;
+  let hist = new Array(BUCKETS).fill(0);
+  const closeCodes = {};
+  const errors = {};
+  let dirty = false;
+
+  const handlers = {
+    message(conn, text, bodyAt) {
+      const c1 = text.indexOf(':', bodyAt);
+      const c2 = text.indexOf(':', c1 + 1);
+      const seq = Number(text.slice(bodyAt, c1));
+      const sentUs = Number(text.slice(c1 + 1, c2));
+      if (seq > conn.lastSeq) {
+        gaps += seq - conn.lastSeq - 1;
+        conn.lastSeq = seq;
+      } else {
+        reordered++;
+      }
+      conn.lastAt = Date.now();
+      dirty = true;
+      if (seq >= fromSeq) perSeq[seq - fromSeq] = (perSeq[seq - fromSeq] || 0) + 1;
+      if (measuring) {
+        deliveries++;
+        hist[bucketOf(nowUs() - sentUs)]++;
+      } else {
+        preDeliveries++;
+      }
+    },
+    heartbeat() { heartbeats++; },
+    closed(_conn, code) { closedAfterReady++; closeCodes[code] = (closeCodes[code] || 0) + 1; dirty = true; },
+    error(_conn, message) { errors[message] = (errors[message] || 0) + 1; },
+  };
+
+  async function connectAll(urls) {
+    let next = 0, ok = 0, failed = 0;
+    const started = Date.now();
+    const lane = async () => {
+      while (next < urls.length) {
+        const url = urls[next++];
+        if ((Date.now() - started) / 1000 > cfg.ramp_timeout_s) { failed++; errors['ramp timeout'] = (errors['ramp timeout'] || 0) + 1; continue; }
+        try {
+          conns.push(await openStomp(url, cfg, true, handlers));
+          ok++;
+        } catch (err) {
+          failed++;
+          errors[err.message] = (errors[err.message] || 0) + 1;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: cfg.concurrency }, lane));
+    return { ok, failed };
+  }
+
+  // Lowest sequence number every live subscriber has received: the publisher's window. Subscribers silent for
+  // stall_s are left out while others progress (a dead server process must not stop the measurement), but
+  // not when all are silent (the server is just slow).
+  let lastWatermark;
+  setInterval(() => {
+    if (!dirty || !cfg) return;
+    dirty = false;
+    const stallBefore = Date.now() - cfg.stall_s * 1000;
+    let minAll = Infinity, minFresh = Infinity, stalled = 0;
+    for (const c of conns) {
+      if (!c.open) continue;
+      if (c.lastSeq < minAll) minAll = c.lastSeq;
+      if (c.lastAt < stallBefore) stalled++;
+      else if (c.lastSeq < minFresh) minFresh = c.lastSeq;
+    }
+    const min = minFresh !== Infinity ? minFresh : minAll;
+    const watermark = min === Infinity ? null : min;
+    if (watermark !== lastWatermark) {
+      lastWatermark = watermark;
+      process.send({ type: 'watermark', value: watermark, stalled });
+    }
+  }, 5);
+  // Stalled subscribers are re-counted on a slower beat even without new messages.
+  setInterval(() => { dirty = true; }, 250);
+
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', async (msg) => {
+    if (msg.cmd === 'connect') {
+      cfg = msg.cfg;
+      const result = await connectAll(msg.urls);
+      process.send({ type: 'connected', ...result, errors });
+    } else if (msg.cmd === 'arm') {
+      const now = Date.now();
+      for (const c of conns) c.lastAt = now; // the ramp's duration is not a stall
+      dirty = true;
+    } else if (msg.cmd === 'measure') {
+      deliveries = 0; heartbeats = 0; closedAfterReady = 0; gaps = 0; reordered = 0;
+      for (const k of Object.keys(closeCodes)) delete closeCodes[k];
+      hist = new Array(BUCKETS).fill(0);
+      for (const c of conns) c.seqAtStart = c.lastSeq;
+      fromSeq = msg.fromSeq;
+      perSeq = [];
+      measuring = true;
+    } else if (msg.cmd === 'mark') {
+      // End of the time window: what was received in it.
+      measuring = false;
+      let silent = 0, open = 0;
+      for (const c of conns) {
+        if (!c.open) continue;
+        open++;
+        if (c.lastSeq === c.seqAtStart) silent++;
+      }
+      mark = {
+        type: 'mark', deliveries, preDeliveries, gaps, reordered, heartbeats, closed: closedAfterReady,
+        closeCodes: { ...closeCodes }, errors, hist, open, silent,
+      };
+      process.send(mark);
+    } else if (msg.cmd === 'report') {
+      // After the drain: how many deliveries the pushes sent in the window got.
+      let windowDeliveries = 0;
+      for (let i = 0; i < msg.toSeq - fromSeq && i < perSeq.length; i++) windowDeliveries += perSeq[i] || 0;
+      process.send({ ...mark, type: 'report', windowDeliveries });
+    } else if (msg.cmd === 'close') {
+      for (const c of conns) { try { c.ws.close(1000); } catch { /* gone */ } }
+      setTimeout(() => process.exit(0), 500);
+    }
+  });
+}
+
+// ---- coordinator: workers, publisher, phases --------------------------------------------------------------
+function emit(event, data = {}) {
+  process.stdout.write(JSON.stringify({ event, ...data }) + '\n');
+}
+
+async function coordinator(cfg) {
+  const defaults = {
+    workers: 2, destination: '/topic/bench', mode: 'max', rate: 8, window: 16, warmup_s: 2, measure_s: 5,
+    heartbeat: [0, 0], connect_concurrency: 64, ramp_timeout_s: 120, connect_timeout_s: 30, body_size: 64,
+    subprotocols: [], stall_s: 5, drain_s: 2, deadline_s: 600, warm_subscribers: 0, settle_s: 0,
+  };
+  cfg = { ...defaults, ...cfg };
+  const deadline = setTimeout(() => { emit('error', { message: `deadline of ${cfg.deadline_s}s reached` }); process.exit(3); }, cfg.deadline_s * 1000);
+
+  const nWorkers = Math.max(1, Math.min(cfg.workers, cfg.subscribers || 1));
+  const workerCfg = { ...cfg, concurrency: Math.max(1, Math.ceil(cfg.connect_concurrency / nWorkers)) };
+  const workers = [];
+  const watermarks = new Array(nWorkers).fill(-1); // -1: nothing delivered yet; null: no live subscriber
+  const stalledBy = new Array(nWorkers).fill(0);
+  let onWatermark = () => {};
+  for (let i = 0; i < nWorkers; i++) {
+    const child = fork(fileURLToPath(import.meta.url), ['worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    child.on('message', (msg) => {
+      if (msg.type === 'watermark') { watermarks[i] = msg.value; stalledBy[i] = msg.stalled; onWatermark(); }
+      else if (child.pending) { const p = child.pending; child.pending = null; p(msg); }
+    });
+    child.on('exit', (code) => { if (code && !child.finished) { emit('error', { message: `worker ${i} exited ${code}` }); } });
+    workers.push(child);
+  }
+  const ask = (child, msg) => new Promise((resolve) => { child.pending = resolve; child.send(msg); });
+
+  // Subscriber i goes to urls[i % urls.length], and to worker i % nWorkers.
+  async function connectRange(from, to) {
+    const slices = workers.map(() => []);
+    for (let i = from; i < to; i++) slices[i % nWorkers].push(cfg.urls[i % cfg.urls.length]);
+    const results = await Promise.all(workers.map((w, k) => ask(w, { cmd: 'connect', urls: slices[k], cfg: workerCfg })));
+    const errors = {};
+    for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = v;
+    return { ok: results.reduce((a, r) => a + r.ok, 0), failed: results.reduce((a, r) => a + r.failed, 0), errors };
+  }
+
+  const t0 = Date.now();
+  const warm = Math.min(cfg.warm_subscribers, cfg.subscribers);
+  let connected = { ok: 0, failed: 0, errors: {} };
+  if (warm) {
+    connected = await connectRange(0, warm);
+    await sleep(500);
+    emit('warm', { connected: connected.ok, failed: connected.failed });
+  }
+  const rest = await connectRange(warm, cfg.subscribers);
+  connected = { ok: connected.ok + rest.ok, failed: connected.failed + rest.failed, errors: { ...connected.errors, ...rest.errors } };
+  emit('ready', { connected: connected.ok, failed: connected.failed, errors: connected.errors, ramp_s: (Date.now() - t0) / 1000 });
+  if (cfg.settle_s) await sleep(cfg.settle_s * 1000);
+
+  // Publisher.
+  let publisher = null, sent = 0, publishing = false, publisherClosed = null;
+  const publisherErrors = {};
+  if (cfg.mode !== 'idle') {
+    try {
+      publisher = await openStomp(cfg.urls[0], { ...cfg, heartbeat: [0, 0] }, false, {
+        message() {}, heartbeat() {}, error(_c, m) { publisherErrors[m] = (publisherErrors[m] || 0) + 1; },
+        closed(_c, code) { publisherClosed = code; },
+      });
+    } catch (err) {
+      emit('error', { message: `publisher: ${err.message}` });
+      shutdown(2);
+      return;
+    }
+  }
+  const pad = 'x'.repeat(cfg.body_size);
+  const publishOne = () => {
+    const head = `${sent}:${nowUs()}:`;
+    const body = head + pad.slice(head.length);
+    publisher.ws.send(frame('SEND', { destination: cfg.destination, 'content-type': 'text/plain', 'content-length': String(body.length) }, body));
+    sent++;
+  };
+  const low = () => {
+    let min = Infinity;
+    for (const w of watermarks) if (w !== null && w < min) min = w;
+    return min === Infinity ? sent - 1 : min; // nobody live: do not block
+  };
+  async function publishLoop() {
+    publishing = true;
+    if (cfg.mode === 'max') {
+      while (publishing && publisherClosed === null) {
+        if (sent - 1 - low() < cfg.window && publisher.ws.bufferedAmount < (1 << 20)) {
+          publishOne();
+          if (sent % 64 === 0) await new Promise((r) => setImmediate(r));
+        } else {
+          await new Promise((r) => { onWatermark = r; setTimeout(r, 5); });
+          onWatermark = () => {};
+        }
+      }
+    } else if (cfg.mode === 'rate') {
+      const start = nowUs();
+      while (publishing && publisherClosed === null) {
+        const due = start + (sent * 1e6) / cfg.rate;
+        const wait = (due - nowUs()) / 1000;
+        if (wait > 0) await sleep(wait);
+        if (publishing) publishOne();
+      }
+    }
+  }
+  workers.forEach((w) => w.send({ cmd: 'arm' }));
+  const loop = publishLoop();
+
+  await sleep(cfg.warmup_s * 1000);
+  const fromSeq = sent;
+  workers.forEach((w) => w.send({ cmd: 'measure', fromSeq }));
+  const mStart = Date.now();
+  emit('measure_start');
+  await sleep(cfg.measure_s * 1000);
+  await Promise.all(workers.map((w) => ask(w, { cmd: 'mark' })));
+  const elapsed = (Date.now() - mStart) / 1000;
+  emit('measure_stop');
+  const toSeq = sent;
+  const sentInWindow = toSeq - fromSeq;
+  publishing = false;
+  await loop;
+  // Give the pushes of the window up to drain_s to arrive everywhere.
+  const drainUntil = Date.now() + cfg.drain_s * 1000;
+  while (cfg.mode !== 'idle' && Date.now() < drainUntil && low() < toSeq - 1) await sleep(20);
+  const reports = await Promise.all(workers.map((w) => ask(w, { cmd: 'report', toSeq })));
+  const sum = (k) => reports.reduce((a, r) => a + r[k], 0);
+  const hist = new Array(BUCKETS).fill(0);
+  const closeCodes = {};
+  const errors = { ...publisherErrors };
+  for (const r of reports) {
+    r.hist.forEach((v, i) => { hist[i] += v; });
+    for (const [k, v] of Object.entries(r.closeCodes)) closeCodes[k] = (closeCodes[k] || 0) + v;
+    for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] || 0) + v;
+  }
+  const deliveries = sum('deliveries');
+  const lat = percentiles(hist, [50, 90, 99, 100]);
+  emit('result', {
+    elapsed_s: elapsed,
+    deliveries,
+    deliveries_per_s: deliveries / elapsed,
+    pushes_sent: sentInWindow,
+    pushes_per_s: sentInWindow / elapsed,
+    window_deliveries: sum('windowDeliveries'),
+    expected_deliveries: sentInWindow * sum('open'),
+    pre_deliveries: sum('preDeliveries'),
+    gaps: sum('gaps'),
+    reordered: sum('reordered'),
+    heartbeats_received: sum('heartbeats'),
+    closed: sum('closed'),
+    close_codes: closeCodes,
+    open: sum('open'),
+    silent: sum('silent'),
+    stalled: stalledBy.reduce((a, b) => a + b, 0),
+    publisher_closed: publisherClosed,
+    errors,
+    p50_ms: lat[50], p90_ms: lat[90], p99_ms: lat[99], max_ms: lat[100],
+  });
+  shutdown(0);
+
+  function shutdown(code) {
+    if (publisher) { try { publisher.ws.close(1000); } catch { /* gone */ } }
+    for (const w of workers) { w.finished = true; try { w.send({ cmd: 'close' }); } catch { /* gone */ } }
+    setTimeout(() => { clearTimeout(deadline); emit('done'); process.exit(code); }, 700);
+  }
+}
+
+if (process.argv[2] === 'worker') {
+  worker();
+} else {
+  coordinator(JSON.parse(process.argv[2] || '{}')).catch((err) => { emit('error', { message: String(err && err.stack || err) }); process.exit(2); });
+}

@@ -1,0 +1,213 @@
+"""Run the benchmarks and print one table per figure, each against baselines measured in the same run.
+
+    .venv/bin/python -m bench                      # every scenario, 3 repeats: an hour or more on 2 cores
+    .venv/bin/python -m bench --smoke              # tiny sizes, 1 repeat, in-memory layer: a CI check
+    .venv/bin/python -m bench --scenarios fanout --targets websockets,textbook --sizes 100,1000
+    .venv/bin/python -m bench --write-docs         # also write docs/benchmarks.md
+
+Exit status 1 when any run failed (a server did not start, nothing was delivered, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a file: python bench/run.py
+    _repo = Path(__file__).resolve().parent.parent
+    _venv_python = _repo / ".venv" / "bin" / "python"
+    try:
+        import daphne  # noqa: F401
+    except ImportError:
+        if _venv_python.exists() and Path(sys.executable) != _venv_python:
+            os.execv(_venv_python, [str(_venv_python), __file__, *sys.argv[1:]])
+    sys.path.insert(0, str(_repo))
+
+from bench.harness import Bench
+from bench.report import Table
+from bench.scenarios import SCENARIOS
+from bench.servers import LAYERS, REPO, TARGETS
+
+DOCS = REPO / "docs" / "benchmarks.md"
+RESULTS = REPO / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and 1 repeat: a quick check for CI")
+    parser.add_argument("--scenarios", help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"servers, from: {', '.join(TARGETS)}")
+    parser.add_argument("--layers", help=f"deployments, from: {', '.join(LAYERS)} (default: all; --smoke: memory)")
+    parser.add_argument("--repeats", type=int, help="runs per figure, the median is shown (default 3; --smoke 1)")
+    parser.add_argument("--sizes", help="fan-out subscriber counts, comma-separated (default 100,1000,5000)")
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes holding subscribers")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to SECONDS for the machine to be below --quiet-cpu (other loads are noise)",
+    )
+    parser.add_argument("--quiet-cpu", type=float, default=30.0, help="%% of one core counted as quiet (default 30)")
+    parser.add_argument("--write-docs", action="store_true", help=f"write the tables to {DOCS.relative_to(REPO)}")
+    args = parser.parse_args(argv)
+
+    def choose(value: str | None, known: dict[str, object], default: list[str]) -> list[str]:
+        chosen = [v.strip() for v in value.split(",") if v.strip()] if value else default
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            parser.error(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+        return chosen
+
+    args.scenarios = choose(args.scenarios, SCENARIOS, [n for n, s in SCENARIOS.items() if s.smoke or not args.smoke])
+    args.targets = choose(args.targets, TARGETS, list(TARGETS))
+    args.layers = choose(args.layers, LAYERS, ["memory"] if args.smoke else list(LAYERS))
+    args.repeats = args.repeats or (1 if args.smoke else 3)
+    args.sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    return args
+
+
+def raise_open_files_limit() -> int:
+    """Let this process and its children (servers, load generator) hold 10,000+ sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def environment() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    ws = json.loads((REPO / "node_modules" / "ws" / "package.json").read_text())["version"]
+    packages = ", ".join(
+        f"{p} {v(p)}" for p in ("django", "channels", "daphne", "channels-redis", "redis", "websockets", "twisted")
+    )
+    return [
+        f"- Machine: {cpu}, {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f}",
+        f"- Python {platform.python_version()}: {packages}",
+        f"- Node {node}, ws {ws}; redis-server from PATH",
+    ]
+
+
+def check_tools(args: argparse.Namespace) -> None:
+    missing = [tool for tool in ("node",) if shutil.which(tool) is None]
+    if any(LAYERS[layer].redis for layer in args.layers) and shutil.which("redis-server") is None:
+        missing.append("redis-server (or choose --layers memory)")
+    if not (REPO / "node_modules" / "ws").is_dir():
+        missing.append("node_modules/ws (run npm ci)")
+    try:
+        import channels  # noqa: F401
+        import daphne  # noqa: F401
+    except ImportError:
+        missing.append(f"daphne/channels for {sys.executable} (use .venv/bin/python)")
+    if missing:
+        raise SystemExit(f"missing: {', '.join(missing)}")
+
+
+def render(tables: list[Table], header: list[str], failures: int) -> str:
+    out = ["# Benchmarks", "", *header, ""]
+    if failures:
+        out += [f"**{failures} run(s) failed**: see the details tables.", ""]
+    for table in tables:
+        out += [table.render(), ""]
+    out += [
+        "## Details",
+        "",
+        "Per server: median and range over repeats, side figures (medians), and what happened.",
+        "",
+    ]
+    for table in tables:
+        out += [f"### {table.title}", "", table.render_details(), ""]
+    return "\n".join(out)
+
+
+METHOD = """\
+How it is measured: every server is started fresh for every run, on 127.0.0.1; a Node load generator (`ws`,
+{workers} processes holding the subscribers, one publisher connection) speaks STOMP 1.2 to `/ws/stomp/` with an
+`Origin` header. Bodies are 64 bytes carrying a sequence number and a send timestamp (publish → receive latency on
+one monotonic clock). Fan-out runs keep a bounded number of pushes in flight (closed loop); latency runs publish at
+a fixed rate (open loop). CPU is % of one core from /proc (utime+stime), RSS from /proc/<pid>/statm; "other CPU"
+is what the rest of the machine used during the window (noise). Repeats are interleaved across servers.
+Baselines: *textbook Channels* is one `AsyncWebsocketConsumer` per connection, a channel-layer group per
+destination and one `group_send` per push (bench/textbook/); *bare websockets* is an asyncio `websockets`
+server broadcasting in-process (bench/bare_server.py), the ceiling. daphne runs with `-v 0` (no access log)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_tools(args)
+    open_files = raise_open_files_limit()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logs = RESULTS / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = [
+        f"Run {datetime.datetime.now().isoformat(timespec='seconds')}: `{command.strip()}` — "
+        f"{args.repeats} repeat(s), scenarios {', '.join(args.scenarios)}.",
+        "",
+        *environment(),
+        "",
+        METHOD.format(workers=args.workers),
+    ]
+    bench = Bench(
+        smoke=args.smoke,
+        repeats=args.repeats,
+        targets=args.targets,
+        layers=args.layers,
+        workers=args.workers,
+        sizes=args.sizes,
+        logs=logs,
+        wait_quiet=args.wait_quiet,
+        quiet_cpu=args.quiet_cpu,
+    )
+    bench.log(f"bench: open files limit {open_files}; logs in {logs.relative_to(REPO)}")
+    tables: list[Table] = []
+    try:
+        for name in args.scenarios:
+            bench.log(f"== {name}: {SCENARIOS[name].title}")
+            tables += SCENARIOS[name].run(bench)
+    except KeyboardInterrupt:
+        bench.log("interrupted: reporting what was measured")
+    finally:
+        bench.close()
+    header.append(f"\nLoad average at the end: {os.getloadavg()[0]:.2f}.")
+    text = render(tables, header, bench.failures)
+    print(text)
+    (logs / "results.json").write_text(json.dumps([t.to_json() for t in tables], indent=1))
+    (logs / "results.md").write_text(text)
+    if args.write_docs:
+        DOCS.parent.mkdir(exist_ok=True)
+        DOCS.write_text(text + "\n")
+        bench.log(f"wrote {DOCS.relative_to(REPO)}")
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

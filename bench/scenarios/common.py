@@ -1,0 +1,56 @@
+"""Pieces the load scenarios share: table columns, side figures, and turning runs into table cells."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..harness import Bench, RunResult
+from ..report import Measurement, mb, pct, seconds
+from ..servers import LAYERS, TARGETS
+
+#: baselines first: ratios are given against the textbook and the ceiling
+BASELINES = ["textbook", "websockets"]
+RESOURCE_EXTRAS = {
+    "connect+subscribe all": seconds,
+    "server CPU": pct,
+    "load generator CPU": pct,
+    "redis CPU": pct,
+    "other CPU": pct,
+    "server RSS": mb,
+}
+
+
+def columns(bench: Bench) -> dict[str, str]:
+    order = ["websockets", "textbook", "ours"]
+    return {key: TARGETS[key].label for key in order if key in bench.targets}
+
+
+def layer_label(layer: str) -> str:
+    return LAYERS[layer].label
+
+
+def record(
+    bench: Bench,
+    cell: Measurement,
+    result: RunResult,
+    value: Callable[[RunResult], float | None],
+    label: str,
+    fmt: Callable[[float], str],
+) -> None:
+    """Add ``value(result)`` to ``cell`` (or the failure), and log one progress line."""
+    figure = None if result.error else value(result)
+    if figure is None:
+        cell.fail("; ".join([result.error or "no figure", *result.notes()]))
+        bench.log(f"  {label}: failed: {result.error}")
+        return
+    cell.add(figure, result.extras, result.notes())
+    cpu = f"server {result.server_cpu_pct:.0f}% CPU, load generator {result.loadgen_cpu_pct:.0f}%"
+    bench.log(f"  {label}: {fmt(figure)} ({cpu}){' — ' + '; '.join(result.notes()) if result.notes() else ''}")
+
+
+def check_delivered(bench: Bench, result: RunResult) -> None:
+    """Nothing delivered: in --smoke a failure (something is broken); otherwise a measured 0, noted."""
+    if result.error or result.measured.get("deliveries"):
+        return
+    if bench.smoke:
+        bench.reject(result, "no message was delivered")
