@@ -1,6 +1,7 @@
 """A clock pushed to /topic/clock once a second by the server process itself (one task per event loop)."""
 
 import asyncio
+import logging
 import weakref
 
 from django.utils import timezone
@@ -9,12 +10,16 @@ from django_stomp_push import apush
 
 _started: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
 _tasks: set = set()
+logger = logging.getLogger(__name__)
 
 
 async def tick(every: float = 1.0) -> None:
     while True:
         now = timezone.now()
-        await apush("/topic/clock", {"time": now.isoformat(timespec="seconds")})
+        try:
+            await apush("/topic/clock", {"time": now.isoformat(timespec="seconds")})
+        except Exception:  # e.g. Redis is restarting: skip this tick, the clock goes on with the next
+            logger.warning("demo clock: push failed", exc_info=True)
         await asyncio.sleep(every - now.microsecond / 1e6 % every)
 
 

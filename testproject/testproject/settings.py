@@ -94,5 +94,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_stomp_push": {"handlers": ["console"], "level": os.environ.get("STOMP_PUSH_LOG", "INFO")}},
+    "loggers": {
+        "django_stomp_push": {
+            "handlers": ["console"],
+            "level": os.environ.get("STOMP_PUSH_LOG", "INFO"),
+            "propagate": False,  # daphne also logs through the root logger: one line each, not two
+        },
+        "demo": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
