@@ -413,6 +413,7 @@ class StompConsumer(AsyncConsumer):
                     out.clear()
                     return
                 if message["type"] == "websocket.accept" and self._daphne is not None:
+                    self._daphne.write_through()
                     self._send_now = self._daphne.send_now
             self._waiter = loop.create_future()
             await self._waiter

@@ -89,3 +89,36 @@ class DaphneTransport:
             return False
         self._handle_reply(message)
         return True
+
+    def write_through(self) -> None:
+        """Let frames go straight to the socket when Twisted holds nothing for this client.
+
+        Twisted's ``transport.write`` always buffers and registers the socket with the event loop's selector,
+        then writes on the next iteration and unregisters it: two epoll updates and a loop pass per frame,
+        which profiles showed as a third of the push path. When the buffer is empty the frame is sent now;
+        whatever the socket does not take (or any error) goes to Twisted's own ``write`` as before, so order,
+        back-pressure accounting and error handling stay Twisted's. Plain TCP only (not TLS).
+        """
+        transport = getattr(self.protocol, "transport", None)
+        sock = getattr(transport, "socket", None)
+        if sock is None or getattr(transport, "TLS", False) or "write" in vars(transport):
+            return
+        buffered_write = transport.write
+
+        def write(data: bytes) -> None:
+            if (
+                transport._tempDataLen
+                or len(transport.dataBuffer) > transport.offset
+                or not transport.connected
+                or transport.disconnecting
+            ):
+                buffered_write(data)
+                return
+            try:
+                sent = sock.send(data)
+            except OSError:  # EAGAIN, or a broken connection: Twisted handles both
+                sent = 0
+            if sent < len(data):
+                buffered_write(data[sent:])
+
+        transport.write = write
