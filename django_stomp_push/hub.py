@@ -238,9 +238,6 @@ class Hub:
         for group in list(self._joined):
             await self.layer.group_add(group, self.channel_name)
 
-    def group_count(self) -> int:
-        return len(self._joined)
-
     def has_joined(self, group: str) -> bool:
         return group in self._joined
 
@@ -364,12 +361,3 @@ async def get_hub(alias: str | None = None) -> Hub:
 def local_hubs(alias: str) -> list[tuple[asyncio.AbstractEventLoop, Hub]]:
     """Every started hub of this process for ``alias``, with its event loop."""
     return [(loop, hubs[alias]) for loop, hubs in list(_hubs.items()) if alias in hubs]
-
-
-def running_hub(alias: str | None = None) -> Hub | None:
-    """The hub of the running loop if one was started, else None (never starts one)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return _hubs.get(loop, {}).get(alias or get_config().channel_layer)
