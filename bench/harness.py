@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -105,6 +106,8 @@ class Bench:
         self._redis: Redis | None = None
         self._runs = 0
         self.failures = 0
+        #: (target, layer, load) that failed or delivered nothing once: not run again in later repeats
+        self._hopeless: dict[str, str] = {}
 
     def combinations(self, layers: list[str] | None = None) -> list[tuple[str, str]]:
         """(layer, target) pairs chosen for this run, restricted to ``layers`` when given."""
@@ -122,7 +125,23 @@ class Bench:
     def measure(self, target: str, layer: str, load: dict[str, Any], timeout: float) -> RunResult:
         """Start ``target`` deployed as ``layer``, run ``load`` (a loadgen.mjs config without urls) against it."""
         result = RunResult(mode=str(load.get("mode", "")))
+        key = json.dumps([target, layer, load], sort_keys=True)
+        if key in self._hopeless:
+            # e.g. the textbook server at 5,000 subscribers: minutes per attempt, and the same outcome every time
+            result.error = f"not run again: {self._hopeless[key]} in an earlier repeat"
+            self.log(f"  {target}/{layer}: {result.error}")
+            return result
         self._wait_until_quiet()
+        try:
+            self._measure(target, layer, load, timeout, result)
+        finally:
+            if result.error and not result.error.startswith("not run again"):
+                self._hopeless[key] = result.error[:120]
+            elif result.mode != "idle" and result.measured and not result.measured.get("deliveries"):
+                self._hopeless[key] = "nothing delivered"
+        return result
+
+    def _measure(self, target: str, layer: str, load: dict[str, Any], timeout: float, result: RunResult) -> None:
         try:
             with self.server(target, layer) as deployment:
                 time.sleep(0.3)
@@ -135,7 +154,7 @@ class Bench:
             result.error = f"{type(exc).__name__}: {exc}"
             self.failures += 1
             self.log(f"  {target}/{layer}: {result.error}")
-            return result
+            return
         result.ready = events["ready"].data if "ready" in events else {}
         if "warm" in events:
             result.rss_warm = events["warm"].usage["server"].rss
@@ -143,7 +162,7 @@ class Bench:
         if start is None or end is None or "result" not in events:
             result.error = "the load generator ended without a measurement"
             self.failures += 1
-            return result
+            return
         result.measured = events["result"].data
         seconds = end.at - start.at
         result.server_cpu_pct = procstat.cpu_percent(start.usage["server"], end.usage["server"], seconds)
@@ -158,7 +177,6 @@ class Bench:
         if not result.ready.get("connected"):
             result.error = f"no subscriber connected ({result.ready.get('errors')})"
             self.failures += 1
-        return result
 
     def _wait_until_quiet(self) -> None:
         """Up to ``wait_quiet`` seconds for the rest of the machine to use less than ``quiet_cpu`` % CPU."""
@@ -170,12 +188,14 @@ class Bench:
                 return
 
     @contextlib.contextmanager
-    def server(self, target: str, layer: str) -> Iterator[Deployment]:
-        """``target`` deployed as ``layer`` (Redis flushed), for scenarios that drive it themselves."""
+    def server(self, target: str, layer: str, env: dict[str, str] | None = None) -> Iterator[Deployment]:
+        """``target`` deployed as ``layer`` (Redis flushed), for scenarios that drive it themselves.
+
+        ``env``: extra environment for the server processes (e.g. ``DJANGO_DB_PATH``)."""
         self._runs += 1
         redis = self._redis_server() if LAYERS[layer].redis else None
         name = f"{self._runs:03d}-{target}-{layer}"
-        with deploy(TARGETS[target], LAYERS[layer], self.logs, name, redis) as deployment:
+        with deploy(TARGETS[target], LAYERS[layer], self.logs, name, redis, env) as deployment:
             yield deployment
 
     def reject(self, result: RunResult, reason: str) -> None:

@@ -184,9 +184,11 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deploy(target: Target, layer: Layer, logs: Path, name: str, redis: Redis | None) -> Iterator[Deployment]:
-    """Start ``layer.processes`` servers of ``target``; stop them all on exit."""
-    env = {"REDIS_URL": redis.url} if layer.redis and redis else {}
+def deploy(
+    target: Target, layer: Layer, logs: Path, name: str, redis: Redis | None, env: dict[str, str] | None = None
+) -> Iterator[Deployment]:
+    """Start ``layer.processes`` servers of ``target`` (``env`` added to their environment); stop them all on exit."""
+    env = {**(env or {}), **({"REDIS_URL": redis.url} if layer.redis and redis else {})}
     if layer.redis and redis:
         redis.flush()
     processes: list[Process] = []

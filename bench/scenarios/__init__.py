@@ -29,9 +29,15 @@ class Scenario:
 
 
 def _registry() -> dict[str, Scenario]:
-    from . import fanout, idle, latency
+    from . import fanout, idle, latency, session_close
 
-    scenarios = (fanout.SCENARIO, latency.SCENARIO, idle.RSS_SCENARIO, idle.MANY_IDLE_SCENARIO)
+    scenarios = (
+        fanout.SCENARIO,
+        latency.SCENARIO,
+        idle.RSS_SCENARIO,
+        idle.MANY_IDLE_SCENARIO,
+        session_close.SCENARIO,
+    )
     return {s.name: s for s in scenarios}
 
 
