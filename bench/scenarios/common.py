@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..harness import Bench, RunResult
-from ..report import Measurement, mb, pct, seconds
+from ..report import Measurement, Table, mb, pct, seconds
 from ..servers import LAYERS, TARGETS
 
 #: baselines first: ratios are given against the textbook and the ceiling
@@ -23,6 +23,26 @@ RESOURCE_EXTRAS = {
 def columns(bench: Bench) -> dict[str, str]:
     order = ["websockets", "textbook", "ours"]
     return {key: TARGETS[key].label for key in order if key in bench.targets}
+
+
+def server_table(
+    bench: Bench,
+    title: str,
+    metric: str,
+    fmt: Callable[[float], str],
+    row_header: str = "deployment",
+    extras: dict[str, Callable[[float], str]] | None = None,
+) -> Table:
+    """A table with a column per server of this run, compared with the baselines, and the resource side figures."""
+    return Table(
+        title=title,
+        metric=metric,
+        fmt=fmt,
+        row_header=row_header,
+        columns=columns(bench),
+        baselines=BASELINES,
+        extras={**(extras or {}), **RESOURCE_EXTRAS},
+    )
 
 
 def layer_label(layer: str) -> str:

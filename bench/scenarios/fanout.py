@@ -11,7 +11,7 @@ from math import ceil
 from ..harness import Bench, RunResult
 from ..report import Table, rate
 from . import Scenario
-from .common import BASELINES, RESOURCE_EXTRAS, check_delivered, columns, layer_label, record
+from .common import check_delivered, layer_label, record, server_table
 
 FULL_SIZES = [100, 1_000, 5_000]
 SMOKE_SIZES = [20]
@@ -52,15 +52,7 @@ def run(bench: Bench) -> list[Table]:
     combos = bench.combinations()
     layers = list(dict.fromkeys(layer for layer, _ in combos))
     tables = {
-        (figure, layer): Table(
-            title=f"{title}, {layer_label(layer)}",
-            metric=metric,
-            fmt=rate,
-            row_header="subscribers",
-            columns=columns(bench),
-            baselines=BASELINES,
-            extras=RESOURCE_EXTRAS,
-        )
+        (figure, layer): server_table(bench, f"{title}, {layer_label(layer)}", metric, rate, "subscribers")
         for figure, (title, metric, _) in FIGURES.items()
         for layer in layers
     }

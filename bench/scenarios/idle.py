@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..harness import Bench, RunResult
 from ..report import Table, kb, mb, pct
 from . import Scenario
-from .common import BASELINES, RESOURCE_EXTRAS, columns, layer_label, record
+from .common import layer_label, record, server_table
 
 WARM = 20
 HEARTBEAT_MS = 10_000
@@ -39,33 +39,20 @@ def per_connection(n: int) -> Callable[[RunResult], float | None]:
 
 
 def _run(bench: Bench, n: int, measure_s: float, with_cpu: bool) -> list[Table]:
-    cols = columns(bench)
-    rss_table = Table(
-        title=f"Server memory per idle subscribed connection ({n:,} connections)",
-        metric="RSS per connection (lower is better)",
-        fmt=kb,
-        row_header="deployment",
-        columns=cols,
-        baselines=BASELINES,
-        extras=RESOURCE_EXTRAS,
+    rss_table = server_table(
+        bench,
+        f"Server memory per idle subscribed connection ({n:,} connections)",
+        "RSS per connection (lower is better)",
+        kb,
     )
-    cpu_table = Table(
-        title=f"{n:,} idle connections, {HEARTBEAT_MS // 1000} s heart-beats: server CPU",
-        metric="server CPU, % of one core (lower is better)",
-        fmt=pct,
-        row_header="deployment",
-        columns=cols,
-        baselines=BASELINES,
-        extras=RESOURCE_EXTRAS,
+    cpu_table = server_table(
+        bench,
+        f"{n:,} idle connections, {HEARTBEAT_MS // 1000} s heart-beats: server CPU",
+        "server CPU, % of one core (lower is better)",
+        pct,
     )
-    total_table = Table(
-        title=f"{n:,} idle connections: server RSS",
-        metric="server RSS, all processes (lower is better)",
-        fmt=mb,
-        row_header="deployment",
-        columns=cols,
-        baselines=BASELINES,
-        extras=RESOURCE_EXTRAS,
+    total_table = server_table(
+        bench, f"{n:,} idle connections: server RSS", "server RSS, all processes (lower is better)", mb
     )
     spec = load(n, measure_s)
     for repeat in range(bench.repeats):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..harness import Bench
 from ..report import Table, ms, pct
 from . import Scenario
-from .common import BASELINES, RESOURCE_EXTRAS, check_delivered, columns, layer_label, record
+from .common import check_delivered, layer_label, record, server_table
 
 RATE = 8
 
@@ -29,14 +29,12 @@ def run(bench: Bench) -> list[Table]:
     spec = load(bench.smoke)
     offered = f"{spec['subscribers']:,} subscribers x {RATE} pushes/s"
     tables = {
-        quantile: Table(
-            title=f"Publish → receive latency, {quantile}, {offered}",
-            metric=f"{quantile} latency (lower is better)",
-            fmt=ms,
-            row_header="deployment",
-            columns=columns(bench),
-            baselines=BASELINES,
-            extras={"delivered": pct, **RESOURCE_EXTRAS},
+        quantile: server_table(
+            bench,
+            f"Publish → receive latency, {quantile}, {offered}",
+            f"{quantile} latency (lower is better)",
+            ms,
+            extras={"delivered": pct},
         )
         for quantile in ("p50", "p99")
     }
