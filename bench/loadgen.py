@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,15 @@ class Event:
     usage: dict[str, procstat.Usage]  # process group name ("server", "redis", "loadgen") -> usage then
 
 
-def run(config: dict[str, Any], watch: dict[str, list[int]], log: Path, timeout: float) -> dict[str, Event]:
-    """Run one load; return its events by name. ``watch`` names the process groups sampled at each event."""
+def run(
+    config: dict[str, Any],
+    watch: dict[str, list[int]],
+    log: Path,
+    timeout: float,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, Event]:
+    """Run one load; return its events by name. ``watch`` names the process groups sampled at each event;
+    ``on_event`` is called with each event as it arrives (e.g. to start a profiler at ``measure_start``)."""
     node = shutil.which("node")
     if node is None:
         raise LoadgenFailed("node is not on PATH")
@@ -66,6 +74,8 @@ def run(config: dict[str, Any], watch: dict[str, list[int]], log: Path, timeout:
                 line, buffer = buffer.split(b"\n", 1)
                 event = _event(json.loads(line), watch, proc.pid)
                 events[event.name] = event
+                if on_event is not None:
+                    on_event(event)
                 if event.name == "error":
                     raise LoadgenFailed(event.data.get("message", "error"))
                 if event.name == "done":
