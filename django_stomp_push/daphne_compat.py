@@ -9,9 +9,14 @@ with the code and reason from the ASGI message. Codes are still checked against 
 
 from __future__ import annotations
 
+import collections.abc
+import struct
 from typing import Any
 
 _PATCHED = "_django_stomp_push_close"
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
+_TEXT, _BINARY = 0x81, 0x82  # FIN + opcode: a whole, unfragmented message
 
 
 def _valid_code(code: int) -> bool:
@@ -51,14 +56,18 @@ class DaphneTransport:
     - :meth:`send_now`: on the push path, the ASGI ``send`` costs a coroutine through Channels' session wrapper
       (which only acts on HTTP responses) and one through daphne's server, plus a task wake-up per delivery, all
       to end in a synchronous call. ``send_now`` makes that call directly; the bytes and their order are the same.
+      Once :meth:`write_through` has checked that autobahn would send the message as one plain frame, it builds
+      that frame itself (see :meth:`_frame`).
     """
 
-    __slots__ = ("_handle_reply", "_open", "protocol")
+    __slots__ = ("_handle_reply", "_max_size", "_open", "_plain_frames", "protocol")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self._open = protocol.STATE_OPEN
         self._handle_reply = protocol.handle_reply
+        self._plain_frames = False
+        self._max_size = 0
 
     @classmethod
     def behind(cls, send: Any) -> DaphneTransport | None:
@@ -85,10 +94,46 @@ class DaphneTransport:
 
     def send_now(self, message: dict[str, Any]) -> bool:
         """Send a ``websocket.send`` message synchronously; False when the WebSocket is not open (any more)."""
-        if self.protocol.state != self._open:
+        protocol = self.protocol
+        if protocol.state != self._open:
             return False
+        if self._plain_frames and not protocol.send_queue:
+            text = message.get("text")
+            payload, opcode = (text.encode(), _TEXT) if text is not None else (message.get("bytes"), _BINARY)
+            if payload and not 0 < self._max_size < len(payload):
+                protocol.transport.write(self._frame(opcode, payload))
+                return True
         self._handle_reply(message)
         return True
+
+    @staticmethod
+    def _frame(opcode: int, payload: bytes) -> bytes:
+        """One unmasked, uncompressed, final WebSocket frame (RFC 6455 §5.2), as autobahn would build it."""
+        size = len(payload)
+        if size < 126:
+            return bytes((opcode, size)) + payload
+        if size < 65536:
+            return _LEN16.pack(opcode, 126, size) + payload
+        return _LEN64.pack(opcode, 127, size) + payload
+
+    def _frames_are_plain(self) -> bool:
+        """Would autobahn send each message as one frame of its payload, with nothing else to do per frame?
+
+        Not with permessage-deflate, automatic fragmentation, masked server frames, or autobahn's frame/octet
+        logging or timing; any attribute missing (another autobahn) also says no. autobahn's traffic counters
+        (``trafficStats``, which daphne does not read) are not updated for these frames.
+        """
+        p = self.protocol
+        missing = object()
+        return (
+            getattr(p, "_perMessageCompress", missing) is None
+            and getattr(p, "autoFragmentSize", missing) == 0
+            and getattr(p, "maskServerFrames", missing) is False
+            and getattr(p, "logFrames", missing) is False
+            and getattr(p, "logOctets", missing) is False
+            and not getattr(p, "trackedTimings", missing)
+            and isinstance(getattr(p, "send_queue", None), collections.abc.Sized)
+        )
 
     def write_through(self) -> None:
         """Let frames go straight to the socket when Twisted holds nothing for this client.
@@ -103,6 +148,8 @@ class DaphneTransport:
         sock = getattr(transport, "socket", None)
         if sock is None or getattr(transport, "TLS", False) or "write" in vars(transport):
             return
+        self._plain_frames = self._frames_are_plain()
+        self._max_size = getattr(self.protocol, "maxMessagePayloadSize", 0) or 0
         buffered_write = transport.write
 
         def write(data: bytes) -> None:
