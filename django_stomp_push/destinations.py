@@ -106,6 +106,17 @@ def session_hash(session_key: str) -> str:
     return keyed_hash("session:" + session_key)
 
 
+def session_hashes(session_keys: list[str]) -> list[str]:
+    """``[session_hash(k) for k in session_keys]``, about twice as fast: the keyed state is set up once."""
+    prefixed = hashlib.blake2b(b"session:", digest_size=16, key=_group_key(settings.SECRET_KEY))
+    hashes = []
+    for key in session_keys:
+        state = prefixed.copy()
+        state.update(key.encode())
+        hashes.append(state.hexdigest())
+    return hashes
+
+
 # -- authorization -------------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from .destinations import (
     destination_group,
     session_group,
     session_hash,
+    session_hashes,
     user_destination,
     user_group,
     user_hash,
@@ -99,7 +100,7 @@ async def aend_session(session_key: str, reason: str = "session ended") -> None:
 async def aend_sessions(session_keys: list[str], reason: str = "session expired") -> None:
     """Like :func:`aend_session` for many keys at once: one message to every hub (used by the sweep)."""
     if session_keys:
-        hashes = [session_hash(k) for k in session_keys]
+        hashes = session_hashes(session_keys)
         await group_send(HUBS_GROUP, {"type": "stomp_push.end_sessions", "sessions": hashes, "reason": reason})
 
 

@@ -29,7 +29,7 @@ class Scenario:
 
 
 def _registry() -> dict[str, Scenario]:
-    from . import fanout, idle, latency, session_close
+    from . import fanout, idle, latency, session_close, sweep
 
     scenarios = (
         fanout.SCENARIO,
@@ -37,6 +37,7 @@ def _registry() -> dict[str, Scenario]:
         idle.RSS_SCENARIO,
         idle.MANY_IDLE_SCENARIO,
         session_close.SCENARIO,
+        sweep.SCENARIO,
     )
     return {s.name: s for s in scenarios}
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
+import threading
 import time
+from concurrent.futures import Future, wait
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ...consumer import SESSION_EXPIRED
 from ...layers import get_layer, is_process_local
-from ...push import end_sessions
+from ...push import aend_sessions
 from ...sessions import _is_db_store, _is_file_store, engine_name, store_class
 
 
 class Command(BaseCommand):
+    #: Deletes are committed when a transaction has run this long (seconds). A transaction per batch makes SQLite
+    #: write and fsync the same index pages again for every batch (several times slower than one DELETE); one for
+    #: the whole sweep would keep other writers out of an SQLite database until the end.
+    COMMIT_INTERVAL = 3.0
+
     help = (
         "Delete expired Django sessions in bounded batches and close every STOMP connection bound to them, on "
         "every server, with ERROR 'session expired' and WebSocket close 1008. A drop-in replacement for "
@@ -59,16 +70,21 @@ class Command(BaseCommand):
                 )
             )
         started = time.monotonic()
-        if _is_db_store(cls):
-            found, batches = self._sweep_db(cls, batch_size, dry_run, broadcast, verbosity)
-        elif _is_file_store(cls):
-            found, batches = self._sweep_files(cls, batch_size, dry_run, broadcast, verbosity)
-        else:
-            self.stdout.write(
-                f"The {engine_name()} session engine keeps no sweepable store: sessions expire on their own and "
-                "bound connections close by their own expiry timers. Nothing to do."
-            )
-            return
+        self._closer = _Closer() if broadcast and not dry_run else None
+        try:
+            if _is_db_store(cls):
+                found, batches = self._sweep_db(cls, batch_size, dry_run, verbosity)
+            elif _is_file_store(cls):
+                found, batches = self._sweep_files(cls, batch_size, dry_run, verbosity)
+            else:
+                self.stdout.write(
+                    f"The {engine_name()} session engine keeps no sweepable store: sessions expire on their own and "
+                    "bound connections close by their own expiry timers. Nothing to do."
+                )
+                return
+        finally:
+            if self._closer is not None:
+                self._closer.stop()
         elapsed = time.monotonic() - started
         if dry_run:
             self.stdout.write(f"{found} expired sessions would be deleted (dry run, {elapsed:.2f}s).")
@@ -82,41 +98,82 @@ class Command(BaseCommand):
         if verbosity >= 2:
             self.stdout.write(f"batch {batches}: {found} expired sessions so far")
 
-    def _close(self, keys: list[str], broadcast: bool) -> None:
-        if broadcast and keys:
-            try:
-                end_sessions(keys, SESSION_EXPIRED)
-            except Exception as exc:
-                raise CommandError(f"could not broadcast session closes through the channel layer: {exc}") from exc
+    def _start_close(self, keys: list[str]) -> Future[None] | None:
+        """Start broadcasting the closes of ``keys`` (when there is a layer to broadcast to); see :meth:`_closed`."""
+        return self._closer.start(keys) if self._closer is not None and keys else None
 
-    def _sweep_db(self, cls: Any, batch_size: int, dry_run: bool, broadcast: bool, verbosity: int):
+    def _closed(self, broadcasting: Future[None] | None) -> None:
+        """Wait until the broadcast started by :meth:`_start_close` is sent."""
+        if broadcasting is None:
+            return
+        try:
+            broadcasting.result()
+        except Exception as exc:
+            raise CommandError(f"could not broadcast session closes through the channel layer: {exc}") from exc
+
+    def _sweep_db(self, cls: Any, batch_size: int, dry_run: bool, verbosity: int):
         model = cls.get_model_class()
-        expired = model.objects.filter(expire_date__lt=timezone.now())
-        found = batches = 0
-        last = ""
+        db = router.db_for_write(model)
+        now = timezone.now()
+        sessions = model.objects.using(db)
+        if dry_run:
+            found = sessions.filter(expire_date__lt=now).count()
+            batches = math.ceil(found / batch_size)
+            for batch in range(1, batches + 1):
+                self._progress(verbosity, batch, min(found, batch * batch_size))
+            return found, batches
+        # Batches in (expire_date, session_key) order, oldest first, each the next ``batch_size`` expired rows
+        # after the previous batch (keyset pagination: memory stays flat however many rows there are). Each is
+        # deleted as a range of the expire_date index: the rows of one batch are together in that index (and,
+        # usually, in the table), and PostgreSQL's scans skip the dead entries of the batches before.
+        expired = sessions.filter(expire_date__lt=now).order_by("expire_date", "session_key")
+        found = batches = deleted = 0
+        after: tuple[datetime, str] | None = None
+        failed: CommandError | None = None
         while True:
-            # Keyset pagination over the primary key: each batch is the next ``batch_size`` expired keys, so
-            # memory stays flat however many rows there are, and the delete below is a key range, not a list.
-            page = expired.filter(session_key__gt=last).order_by("session_key")
-            keys = list(page.values_list("session_key", flat=True)[:batch_size])
+            with transaction.atomic(using=db):
+                began = time.monotonic()
+                while time.monotonic() - began < self.COMMIT_INTERVAL:
+                    page = expired if after is None else expired.filter(_after(*after), expire_date__gte=after[0])
+                    keys = list(page.values_list("session_key", flat=True)[:batch_size])
+                    if not keys:
+                        break
+                    # The batch's last row bounds the range; selected with the keys, 1,000 datetimes would
+                    # cost more than this lookup.
+                    last = sessions.filter(pk=keys[-1]).values_list("expire_date", flat=True).first()
+                    if last is None or last >= now:
+                        continue  # that row was deleted or renewed meanwhile: read the batch again
+                    # The closes go out while the rows are deleted, and the batch ends when both are done. They
+                    # are expired sessions: closing them is right even if this transaction were rolled back.
+                    broadcasting = self._start_close(keys)
+                    try:
+                        # A raw delete: no post_delete per row and no rows loaded into memory; the closes are
+                        # broadcast once per batch. Every expired row in the range is one of ``keys``.
+                        doomed = sessions.filter(_up_to(last, keys[-1]), expire_date__lte=last)
+                        if after is not None:
+                            doomed = doomed.filter(_after(*after), expire_date__gte=after[0])
+                        if doomed._raw_delete(db) < len(keys):
+                            # Rows the range missed (e.g. written by another program with another datetime
+                            # format): by key, so that each batch removes every one of its rows.
+                            sessions.filter(pk__in=keys, expire_date__lt=now)._raw_delete(db)
+                    except Exception as exc:
+                        raise CommandError(f"deleting expired sessions failed after {deleted}: {exc}") from exc
+                    batches += 1
+                    found += len(keys)
+                    after = (last, keys[-1])
+                    try:
+                        self._closed(broadcasting)
+                    except CommandError as exc:
+                        failed = exc  # raised once what is deleted so far is committed, this batch included
+                        break
+                    self._progress(verbosity, batches, found)
+            deleted = found  # committed
+            if failed is not None:
+                raise failed
             if not keys:
-                break
-            batches += 1
-            found += len(keys)
-            if not dry_run:
-                try:
-                    # A raw delete: no post_delete per row and no rows loaded into memory; the closes are
-                    # broadcast below, once per batch. Every expired row in the key range is one of ``keys``.
-                    doomed = expired.filter(session_key__gt=last, session_key__lte=keys[-1])
-                    doomed._raw_delete(doomed.db)
-                except Exception as exc:
-                    raise CommandError(f"deleting expired sessions failed after {found - len(keys)}: {exc}") from exc
-                self._close(keys, broadcast)
-            last = keys[-1]
-            self._progress(verbosity, batches, found)
-        return found, batches
+                return found, batches
 
-    def _sweep_files(self, cls: Any, batch_size: int, dry_run: bool, broadcast: bool, verbosity: int):
+    def _sweep_files(self, cls: Any, batch_size: int, dry_run: bool, verbosity: int):
         storage = cls._get_storage_path()
         prefix = settings.SESSION_COOKIE_NAME
         found = batches = 0
@@ -147,13 +204,48 @@ class Command(BaseCommand):
                 batches += 1
                 found += len(keys)
                 if not dry_run:
-                    self._close(keys, broadcast)
+                    self._closed(self._start_close(keys))
                 self._progress(verbosity, batches, found)
                 keys = []
         if keys:
             batches += 1
             found += len(keys)
             if not dry_run:
-                self._close(keys, broadcast)
+                self._closed(self._start_close(keys))
             self._progress(verbosity, batches, found)
         return found, batches
+
+
+def _after(expire_date: datetime, session_key: str) -> Q:
+    """Rows after (expire_date, session_key) in the sweep's order."""
+    return Q(expire_date__gt=expire_date) | Q(expire_date=expire_date, session_key__gt=session_key)
+
+
+def _up_to(expire_date: datetime, session_key: str) -> Q:
+    """Rows up to (expire_date, session_key) included, in the sweep's order."""
+    return Q(expire_date__lt=expire_date) | Q(expire_date=expire_date, session_key__lte=session_key)
+
+
+class _Closer:
+    """Broadcasts session closes from an event loop of its own, in a thread, while the command goes on.
+
+    One loop for every batch (``async_to_sync`` would start a loop, and channels-redis a connection, for each),
+    and the batch's database work is done meanwhile instead of waiting for Redis.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="expire_push_sessions closes", daemon=True)
+        self.thread.start()
+        self.last: Future[None] | None = None
+
+    def start(self, keys: list[str]) -> Future[None]:
+        self.last = asyncio.run_coroutine_threadsafe(aend_sessions(keys, SESSION_EXPIRED), self.loop)
+        return self.last
+
+    def stop(self) -> None:
+        if self.last is not None:
+            wait([self.last])  # e.g. the delete beside it failed: let the broadcast end, not die mid-send
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()  # channels-redis closes its connections with the loop
