@@ -132,6 +132,16 @@ def test_one_broadcast_per_batch_with_exactly_its_keys(monkeypatch):
     assert set(Session.objects.values_list("session_key", flat=True)) == set(alive)
 
 
+def test_a_large_batch_broadcasts_its_closes_per_1000_keys(monkeypatch):
+    make_sessions(expired=2500, alive=10)
+    sent = record_broadcasts(monkeypatch)
+    out, _ = run()  # the default batch size: 10,000
+    assert "Deleted 2500 expired sessions in 1 batches and broadcast their closes" in out
+    assert [len(keys) for keys in sent] == [1000, 1000, 500]
+    assert len({key for keys in sent for key in keys}) == 2500
+    assert Session.objects.count() == 10
+
+
 def test_rows_the_range_misses_are_deleted_by_key(monkeypatch):
     from django.db import connection
 

@@ -22,6 +22,14 @@ from ...layers import get_layer, is_process_local
 from ...push import aend_sessions
 from ...sessions import _is_db_store, _is_file_store, engine_name, store_class
 
+#: Expired sessions per batch by default. Each batch costs a few queries whatever its size: with 1,000, those
+#: round trips made a 1,000,000-row sweep on PostgreSQL several times slower than one DELETE.
+DEFAULT_BATCH_SIZE = 10_000
+MAX_BATCH_SIZE = 100_000
+#: Sessions per close broadcast: a batch's closes go out in channel-layer messages of at most this many keys, so
+#: each message stays small (tens of KB) and a hub handles one without holding its event loop for long.
+BROADCAST_SIZE = 1000
+
 
 class Command(BaseCommand):
     #: Deletes are committed when a transaction has run this long (seconds). A transaction per batch makes SQLite
@@ -45,13 +53,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=1000,
-            help="Sessions deleted and broadcast per batch (1 to 10000; default 1000). Memory grows with it.",
+            default=DEFAULT_BATCH_SIZE,
+            help=(
+                f"Expired sessions deleted per batch (1 to {MAX_BATCH_SIZE}; default {DEFAULT_BATCH_SIZE}); their "
+                f"closes are broadcast in messages of at most {BROADCAST_SIZE}. Memory grows with it."
+            ),
         )
 
-    def handle(self, *args: Any, dry_run: bool = False, batch_size: int = 1000, **options: Any) -> None:
-        if not 1 <= batch_size <= 10_000:
-            raise CommandError("--batch-size must be between 1 and 10000")
+    def handle(self, *args: Any, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, **options: Any) -> None:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
         verbosity = int(options.get("verbosity", 1))
         try:
             cls = store_class()
@@ -240,8 +251,13 @@ class _Closer:
         self.last: Future[None] | None = None
 
     def start(self, keys: list[str]) -> Future[None]:
-        self.last = asyncio.run_coroutine_threadsafe(aend_sessions(keys, SESSION_EXPIRED), self.loop)
+        self.last = asyncio.run_coroutine_threadsafe(self._broadcast(keys), self.loop)
         return self.last
+
+    @staticmethod
+    async def _broadcast(keys: list[str]) -> None:
+        for start in range(0, len(keys), BROADCAST_SIZE):
+            await aend_sessions(keys[start : start + BROADCAST_SIZE], SESSION_EXPIRED)
 
     def stop(self) -> None:
         if self.last is not None:
