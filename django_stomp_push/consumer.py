@@ -364,7 +364,9 @@ class StompConsumer(AsyncConsumer):
         if self._daphne is not None and not self._enqueued & 7:
             # Every 8th message: enough to bound memory (8 frames past the limit at worst), cheap on the hot path.
             queued += self._daphne.backlog()
-        if queued > self.config.outbound_buffer_size and not self._closing:
+        if queued > self.config.outbound_buffer_size and queued > size and not self._closing:
+            # Only what waits ahead of this message counts against the client: one message larger than the
+            # buffer, to a client that has read everything before it, is sent (as Spring's sendBufferSizeLimit).
             self._slow_consumer(f"more than {self.config.outbound_buffer_size} bytes queued")
             return
         if self._send_now is not None and not self._out and self._sending_since is None:
@@ -399,7 +401,10 @@ class StompConsumer(AsyncConsumer):
                 message = out.popleft()
                 self._sending_since = loop.time()
                 try:
-                    await send(message)
+                    # On daphne, the same synchronous call as the fast path (and its frames, of any size).
+                    now = self._send_now
+                    if now is None or message["type"] != "websocket.send" or not now(message):
+                        await send(message)
                 except Exception:  # the transport is gone: nothing more can be written
                     logger.debug("django-stomp-push: send failed on %s", self.connection_id, exc_info=True)
                     out.clear()

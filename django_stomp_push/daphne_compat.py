@@ -60,14 +60,13 @@ class DaphneTransport:
       that frame itself (see :meth:`_frame`).
     """
 
-    __slots__ = ("_handle_reply", "_max_size", "_open", "_plain_frames", "protocol")
+    __slots__ = ("_handle_reply", "_open", "_plain_frames", "protocol")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self._open = protocol.STATE_OPEN
         self._handle_reply = protocol.handle_reply
         self._plain_frames = False
-        self._max_size = 0
 
     @classmethod
     def behind(cls, send: Any) -> DaphneTransport | None:
@@ -100,7 +99,7 @@ class DaphneTransport:
         if self._plain_frames and not protocol.send_queue:
             text = message.get("text")
             payload, opcode = (text.encode(), _TEXT) if text is not None else (message.get("bytes"), _BINARY)
-            if payload and not 0 < self._max_size < len(payload):
+            if payload:
                 protocol.transport.write(self._frame(opcode, payload))
                 return True
         self._handle_reply(message)
@@ -121,7 +120,9 @@ class DaphneTransport:
 
         Not with permessage-deflate, automatic fragmentation, masked server frames, or autobahn's frame/octet
         logging or timing; any attribute missing (another autobahn) also says no. autobahn's traffic counters
-        (``trafficStats``, which daphne does not read) are not updated for these frames.
+        (``trafficStats``, which daphne does not read) are not updated for these frames, and daphne's
+        ``--websocket_max_message_size`` (1 MiB by default: "maximum WebSocket message size to accept", which
+        autobahn also applies to what it sends) does not cap them: a large push reaches the client.
         """
         p = self.protocol
         missing = object()
@@ -149,7 +150,6 @@ class DaphneTransport:
         if sock is None or getattr(transport, "TLS", False) or "write" in vars(transport):
             return
         self._plain_frames = self._frames_are_plain()
-        self._max_size = getattr(self.protocol, "maxMessagePayloadSize", 0) or 0
         buffered_write = transport.write
 
         def write(data: bytes) -> None:

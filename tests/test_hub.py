@@ -241,6 +241,23 @@ async def test_a_client_that_stops_reading_overflows_only_its_own_buffer_and_is_
     await healthy.close()
 
 
+async def test_one_message_larger_than_the_buffer_reaches_a_client_that_has_read_everything_before(key):
+    valve = Valve()
+    with stomp_settings(outbound_buffer_size=4096):
+        client = StompTestClient(key, app=valve.app())
+        assert (await client.connect()).command == "CONNECTED"
+        await subscribe(client, "/topic/big")
+        valve.open.clear()  # the big message waits in the pipe: nothing is queued ahead of it
+        await apush("/topic/big", "x" * 10_000)
+        hub = await get_hub()
+        assert hub.stats["slow_consumers"] == 0
+        valve.open.set()
+        assert (await client.receive()).body == b"x" * 10_000
+        await apush("/topic/big", "after")
+        assert (await client.receive()).body == b"after"
+        await client.close()
+
+
 async def test_a_send_that_blocks_longer_than_the_send_timeout_closes_the_client(key):
     valve = Valve()
     with stomp_settings(send_timeout=0.3, heartbeat=(0, 0)):  # no heart-beat timer: the hub's watchdog checks

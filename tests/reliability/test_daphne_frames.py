@@ -1,5 +1,6 @@
 """On daphne, pushes are written as WebSocket frames built by django-stomp-push (not autobahn) when autobahn would
-send one plain frame: every payload length class (7-bit, 16-bit, 64-bit), text and binary, must arrive intact."""
+send one plain frame: every payload length class (7-bit, 16-bit, 64-bit), text and binary, must arrive intact,
+and so must one push larger than daphne's 1 MiB incoming message limit and the 512 KiB outbound buffer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 #: bodies whose frames cross 125/126 bytes and 65,535/65,536 bytes (the MESSAGE headers add about 120 bytes)
 TEXT_SIZES = [*range(0, 40), *range(65_390, 65_440), 300_000]
 BINARY_SIZES = [1, 10, 65_420, 65_500, 200_000]
+#: pushed last, when the client has nothing left to read before it
+BIG = 2_000_000
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 65_537, 1_000_000])
@@ -50,14 +53,19 @@ def test_pushes_of_every_length_class_arrive_intact_over_daphne(redis_server, pr
             f"for n in {TEXT_SIZES}: push('/topic/frames', 'x' * n)\n"
             f"for n in {BINARY_SIZES}: push('/topic/frames', b'\\xff' * n)\n"
         )
+        last = "from django_stomp_push.push import push; push('/topic/frames', 'y' * %d)"
         publisher = asyncio.create_task(asyncio.to_thread(project.python, code))
         received = [await asyncio.wait_for(ws.recv(), 30) for _ in range(len(TEXT_SIZES) + len(BINARY_SIZES))]
         assert (await publisher).returncode == 0
+        big = asyncio.create_task(asyncio.to_thread(project.python, last % BIG))
+        received.append(await asyncio.wait_for(ws.recv(), 30))
+        assert (await big).returncode == 0
         await ws.close()
         return received
 
     received = asyncio.run(scenario())
-    texts, binaries = received[: len(TEXT_SIZES)], received[len(TEXT_SIZES) :]
+    texts, binaries = received[: len(TEXT_SIZES)], received[len(TEXT_SIZES) : -1]
+    assert received[-1].endswith("\n\n" + "y" * BIG + "\x00")
     for size, frame in zip(TEXT_SIZES, texts, strict=True):
         assert isinstance(frame, str), f"body of {size} characters did not come as a text frame"
         assert frame.startswith("MESSAGE\n") and frame.endswith("\n\n" + "x" * size + "\x00")
