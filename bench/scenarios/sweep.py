@@ -441,31 +441,34 @@ def run(bench: Bench) -> list[Table]:
         "channels-redis to one django-stomp-push server holding one STOMP connection (checked open afterwards). "
         "With 0 expired sessions, a command costs its start-up: Python, Django, the apps and the system checks."
     )
-    time_table = Table(
-        title="Sweeping expired sessions: time",
-        metric="wall time of the whole manage.py process, s (lower is better)",
-        fmt=seconds,
-        row_header="database, expired sessions",
-        columns=dict(COLUMNS),
-        baselines=["clearsessions"],
-        extras=EXTRAS,
-        note=(
-            f"{common} Wall time of the whole `manage.py` process: Python and Django start-up and system checks "
-            f"included. CPU (details) is the command process's only (not the database server's). Target: "
-            f"expire_push_sessions ≤ {TARGET_RATIO}x clearsessions without the plugin."
-        ),
+
+    def table(title: str, metric: str, fmt, note: str, extras=None) -> Table:
+        return Table(
+            title=f"Sweeping expired sessions: {title}",
+            metric=metric,
+            fmt=fmt,
+            row_header="database, expired sessions",
+            columns=dict(COLUMNS),
+            baselines=["clearsessions"],
+            extras=extras or {},
+            note=f"{common} {note}",
+        )
+
+    time_table = table(
+        "time",
+        "wall time of the whole manage.py process, s (lower is better)",
+        seconds,
+        "Wall time of the whole `manage.py` process: Python and Django start-up and system checks included. CPU "
+        "(details) is the command process's only (not the database server's). Target: expire_push_sessions ≤ "
+        f"{TARGET_RATIO}x clearsessions without the plugin.",
+        EXTRAS,
     )
-    rss_table = Table(
-        title="Sweeping expired sessions: peak memory",
-        metric="peak RSS of the manage.py process (lower is better)",
-        fmt=mb,
-        row_header="database, expired sessions",
-        columns=dict(COLUMNS),
-        baselines=["clearsessions"],
-        note=(
-            f"{common} Peak RSS: ru_maxrss of the command process (wait4). Target: expire_push_sessions ≤ "
-            f"{TARGET_RSS_MB} MB at 1,000,000 expired sessions."
-        ),
+    rss_table = table(
+        "peak memory",
+        "peak RSS of the manage.py process (lower is better)",
+        mb,
+        f"Peak RSS: ru_maxrss of the command process (wait4). Target: expire_push_sessions ≤ {TARGET_RSS_MB} MB at "
+        "1,000,000 expired sessions.",
     )
     unreachable = pg_unreachable() if "postgresql" in databases else None
     if unreachable:
