@@ -14,8 +14,10 @@ from django_stomp_push.destinations import (
     authorize,
     classify,
     destination_group,
+    keyed_hash,
     session_group,
     session_hash,
+    session_hashes,
     user_destination,
     user_group,
     user_hash,
@@ -110,6 +112,12 @@ def test_group_names_are_stable_and_distinct():
     assert destination_group("/topic/a") != destination_group("/topic/b")
     assert user_hash(1) != user_hash(2)
     assert user_hash(1) != session_hash("1")  # different namespaces never collide by construction
+
+
+def test_a_sweep_batch_hashes_each_session_key_as_a_single_close_does():
+    keys = ["k", "abcdefghijklmnopqrstuvwxyz012345", ""]
+    assert session_hashes(keys) == [keyed_hash("session:" + k) for k in keys] == [session_hash(k) for k in keys]
+    assert len(set(session_hashes(keys))) == 3
 
 
 def test_a_user_and_its_primary_key_hash_alike(alice):

@@ -149,7 +149,7 @@ class Command(BaseCommand):
                     keys = list(page.values_list("session_key", flat=True)[:batch_size])
                     if not keys:
                         break
-                    # The batch's last row bounds the range; selected with the keys, 1,000 datetimes would
+                    # The batch's last row bounds the range; selecting every row's datetime with the keys would
                     # cost more than this lookup.
                     last = sessions.filter(pk=keys[-1]).values_list("expire_date", flat=True).first()
                     if last is None or last >= now:
@@ -159,7 +159,8 @@ class Command(BaseCommand):
                     broadcasting = self._start_close(keys)
                     try:
                         # A raw delete: no post_delete per row and no rows loaded into memory; the closes are
-                        # broadcast once per batch. Every expired row in the range is one of ``keys``.
+                        # broadcast by the batch (BROADCAST_SIZE keys per message). Every expired row in the range
+                        # is one of ``keys``.
                         doomed = sessions.filter(_up_to(last, keys[-1]), expire_date__lte=last)
                         if after is not None:
                             doomed = doomed.filter(_after(*after), expire_date__gte=after[0])
