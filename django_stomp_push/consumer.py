@@ -450,6 +450,11 @@ class StompConsumer(AsyncConsumer):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    @property
+    def session_key(self) -> str | None:
+        """The key of the bound Django session (kept in this process only; the hub checks it after a sweep)."""
+        return self.session_state.key if self.session_state is not None else None
+
     def end_session(self, reason: str) -> None:
         """The bound Django session ended: ERROR saying ``reason``, then close 1008 (called by the hub)."""
         details = {

@@ -29,6 +29,9 @@ logger = logging.getLogger("django_stomp_push")
 MESSAGE = "stomp_push.message"
 USER_MESSAGE = "stomp_push.user_message"
 END_SESSIONS = "stomp_push.end_sessions"
+SESSIONS_SWEPT = "stomp_push.sessions_swept"
+#: session keys per query when a hub checks its connections' sessions after a sweep
+SWEEP_CHECK_SIZE = 1000
 
 
 class Outlet(Protocol):
@@ -37,6 +40,9 @@ class Outlet(Protocol):
     version: str
     user_key: str | None
     session_key_hash: str | None
+
+    @property
+    def session_key(self) -> str | None: ...
 
     def deliver(self, subscription: Subscription, tail: str | bytes) -> None: ...
 
@@ -304,6 +310,10 @@ class Hub:
             self.deliver_user(message)
         elif kind == END_SESSIONS:
             self.end_sessions(message["sessions"], message["reason"])
+        elif kind == SESSIONS_SWEPT:
+            task = asyncio.get_running_loop().create_task(self.end_swept_sessions(message["reason"]))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
         else:
             logger.warning("django-stomp-push hub ignored a channel-layer message of type %r", kind)
 
@@ -339,6 +349,35 @@ class Hub:
             for outlet in tuple(self.sessions.get(key, ())):
                 outlet.end_session(reason)
                 ended += 1
+        return ended
+
+    async def end_swept_sessions(self, reason: str) -> int:
+        """After ``expire_push_sessions`` deleted expired sessions: end every local connection whose session has no
+        live row any more, its own expiry timer armed or not (the row may have expired earlier than this process
+        knew). One query per :data:`SWEEP_CHECK_SIZE` sessions of this process's connections: the work grows with
+        the connections here, not with the sessions the sweep deleted."""
+        from channels.db import database_sync_to_async
+
+        from .sessions import swept_keys
+
+        outlets_of: dict[str, list[Outlet]] = {}
+        for outlets in tuple(self.sessions.values()):
+            for outlet in tuple(outlets):
+                if outlet.session_key:
+                    outlets_of.setdefault(outlet.session_key, []).append(outlet)
+        keys = list(outlets_of)
+        ended = 0
+        for start in range(0, len(keys), SWEEP_CHECK_SIZE):
+            try:
+                gone = await database_sync_to_async(swept_keys)(keys[start : start + SWEEP_CHECK_SIZE])
+            except Exception:
+                logger.exception("django-stomp-push could not check sessions after a sweep; their timers remain")
+                return ended
+            for key in gone:
+                for outlet in outlets_of[key]:
+                    if outlet in self.outlets:  # still open
+                        outlet.end_session(reason)
+                        ended += 1
         return ended
 
 

@@ -46,6 +46,24 @@ def get_layer(alias: str | None = None) -> Any:
     return layer
 
 
+IN_MEMORY_BACKEND = "channels.layers.InMemoryChannelLayer"
+
+
+def layer_backend(alias: str | None = None) -> str:
+    """The dotted path of the channel layer's BACKEND, without importing it or creating the layer; RuntimeError
+    as :func:`get_layer` when there is none."""
+    alias = alias or get_config().channel_layer
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    if not layers and alias == DEFAULT_CHANNEL_LAYER:
+        return IN_MEMORY_BACKEND  # the embedded default
+    if alias not in layers:
+        raise RuntimeError(
+            f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
+            "(see the 'Deployment' page of the docs)"
+        )
+    return str(layers[alias].get("BACKEND", ""))
+
+
 def is_process_local(layer: Any) -> bool:
     """True for layers that cannot reach other processes (the in-memory layer)."""
     return isinstance(layer, InMemoryChannelLayer)

@@ -104,6 +104,12 @@ async def aend_sessions(session_keys: list[str], reason: str = "session expired"
         await group_send(HUBS_GROUP, {"type": "stomp_push.end_sessions", "sessions": hashes, "reason": reason})
 
 
+async def asessions_swept(reason: str = "session expired") -> None:
+    """Tell every hub that expired sessions were deleted from the session table: each ends its connections whose
+    session has no live row any more (``expire_push_sessions`` sends it after each commit)."""
+    await group_send(HUBS_GROUP, {"type": "stomp_push.sessions_swept", "reason": reason})
+
+
 def push(destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None):
     """Synchronous :func:`apush`."""
     async_to_sync(apush)(destination, body, headers, content_type=content_type)

@@ -14,6 +14,10 @@ With redis-py 8 and channels-redis 4.3 defaults, two things go wrong under a pus
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+from types import ModuleType
 from typing import Any
 
 #: channels-redis blocks this many seconds in BZPOPMIN per receive.
@@ -23,11 +27,36 @@ MAX_CONNECTIONS = 1000
 
 
 def _redis_default_socket_timeout() -> float | None:
-    try:
-        from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py >= 8
-    except ImportError:
-        return None
-    return DEFAULT_SOCKET_TIMEOUT
+    """redis-py's default ``socket_timeout`` (redis-py >= 8), None before 8 (no timeout by default).
+
+    The system checks run for every ``manage.py`` command, and importing redis-py takes about a tenth of a second:
+    unless redis-py is imported already, its small ``_defaults`` module (which needs only ``socket``) is read on
+    its own.
+    """
+    module = sys.modules.get("redis._defaults")
+    if module is None:
+        try:
+            module = _load_defaults_alone()
+        except Exception:
+            module = None
+    if module is None:
+        try:
+            import redis._defaults as module
+        except ImportError:
+            return None
+    return getattr(module, "DEFAULT_SOCKET_TIMEOUT", None)
+
+
+def _load_defaults_alone() -> ModuleType | None:
+    spec = importlib.util.find_spec("redis")  # finds the package without importing it
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(location, "_defaults.py")
+        if os.path.exists(path):
+            alone = importlib.util.spec_from_file_location("django_stomp_push._redis_defaults", path)
+            module = importlib.util.module_from_spec(alone)
+            alone.loader.exec_module(module)
+            return module
+    return None
 
 
 def layer_config(

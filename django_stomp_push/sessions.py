@@ -28,6 +28,7 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
+from django.db import router
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -105,6 +106,22 @@ def _signed_in_user_still_valid(data: dict[str, Any]) -> bool:
 def _user_id(data: dict[str, Any]) -> str | None:
     value = data.get(SESSION_KEY)
     return None if value is None else str(value)
+
+
+def swept_keys(session_keys: list[str]) -> set[str]:
+    """Which of ``session_keys`` have no live row in the session table (deleted, or expired and awaiting the sweep).
+
+    One query per call (the hub asks per 1,000 keys). For the db and cached_db engines only, whose rows
+    ``expire_push_sessions`` deletes; empty for the others.
+    """
+    cls = store_class()
+    if not session_keys or not _is_db_store(cls):
+        return set()
+    model = cls.get_model_class()
+    live = model.objects.using(router.db_for_read(model)).filter(
+        session_key__in=session_keys, expire_date__gt=timezone.now()
+    )
+    return set(session_keys).difference(live.values_list("session_key", flat=True))
 
 
 def read_session(session_key: str | None) -> SessionState | None:

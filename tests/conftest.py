@@ -37,12 +37,12 @@ def bob(make_user):
     return make_user("bob")
 
 
-REQUIRED_MARKERS = ("redis", "interop", "browser")
+REQUIRED_MARKERS = ("redis", "interop", "browser", "postgres")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """With STOMP_PUSH_REQUIRE_ALL=1 (set by .ci/run) a skipped Redis, interop or browser test is a failure."""
+    """With STOMP_PUSH_REQUIRE_ALL=1 (set by .ci/run) a skipped Redis, interop, browser or PostgreSQL test fails."""
     outcome = yield
     report = outcome.get_result()
     if not (os.environ.get("STOMP_PUSH_REQUIRE_ALL") and report.skipped):

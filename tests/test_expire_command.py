@@ -6,13 +6,66 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
+from django.db import connections, router
 from django.test import override_settings
 from django.utils import timezone
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+class SessionsOn:
+    """A database router: the sessions app on one database alias."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def db_for_read(self, model, **hints):
+        return self.alias if model._meta.app_label == "sessions" else None
+
+    db_for_write = db_for_read
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        ("sqlite", "range"),
+        pytest.param(("postgresql", "range"), marks=pytest.mark.postgres),
+        pytest.param(("postgresql", "heap"), marks=pytest.mark.postgres),
+    ],
+    ids=lambda param: "-".join(param),
+)
+def sweep_database(request, settings, monkeypatch):
+    """Every test on SQLite and on PostgreSQL; on PostgreSQL both ways of batching: ranges of the expire_date index
+    (few rows expired) and ranges of table pages (most rows expired), whatever the planner would choose."""
+    from django.conf import settings as django_settings
+
+    from django_stomp_push.management.commands import expire_push_sessions as command
+
+    database, batching = request.param
+    if database == "postgresql":
+        if "postgres" not in django_settings.DATABASES:
+            pytest.skip(django_settings.POSTGRES_MISSING)
+        settings.DATABASE_ROUTERS = [SessionsOn("postgres")]
+        monkeypatch.setattr(command, "_planned_as_table_scan", lambda connection, rows: batching == "heap")
+    assert connections[router.db_for_write(Session)].vendor == database
+    return request.param
+
+
+#: the tests of exact batch sizes: ranges of expiry dates (SQLite and PostgreSQL); pages of the table hold as many
+#: rows as fit
+RANGES = pytest.mark.parametrize(
+    "sweep_database",
+    [("sqlite", "range"), pytest.param(("postgresql", "range"), marks=pytest.mark.postgres)],
+    indirect=True,
+    ids=lambda p: "-".join(p),
+)
+
+#: for the tests that need no database of sessions, or concern SQLite only
+SQLITE_ONLY = pytest.mark.parametrize("sweep_database", [("sqlite", "range")], indirect=True, ids=["sqlite"])
 
 
 def make_sessions(expired: int, alive: int) -> None:
@@ -38,6 +91,7 @@ def run(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
+@RANGES
 def test_deletes_only_expired_sessions_in_batches():
     make_sessions(expired=3000, alive=500)
     out, err = run("--batch-size", "700", "-v", "2")
@@ -62,17 +116,20 @@ def test_progress_is_quiet_at_default_verbosity():
     assert "Deleted 10 expired sessions in 1 batches" in out
 
 
+@SQLITE_ONLY
 def test_invalid_batch_size_is_a_command_error():
     with pytest.raises(CommandError, match="--batch-size"):
         run("--batch-size", "0")
 
 
+@SQLITE_ONLY
 @override_settings(SESSION_ENGINE="django.contrib.sessions.backends.cache")
 def test_cache_engine_has_nothing_to_sweep():
     out, _ = run()
     assert "Nothing to do" in out
 
 
+@SQLITE_ONLY
 def test_file_engine_removes_only_expired_session_files(tmp_path, settings):
     # Both through the settings fixture: mixed with @override_settings, its teardown would restore the
     # decorator's SESSION_ENGINE after the decorator had ended, and leak it into every later test.
@@ -97,23 +154,28 @@ def test_file_engine_removes_only_expired_session_files(tmp_path, settings):
     assert "Deleted 1 expired sessions" in out
 
 
-def record_broadcasts(monkeypatch) -> list[list[str]]:
-    """Make the command broadcast (as with channels-redis) into a list: one entry per broadcast, its keys."""
+def record_notices(monkeypatch) -> list[int]:
+    """Make the command broadcast (as with channels-redis) into a list: one entry per sweep notice, the number of
+    sessions deleted (committed) before it."""
     from django_stomp_push.management.commands import expire_push_sessions as command
 
-    sent: list[list[str]] = []
+    notices: list[int] = []
 
-    async def fake_aend_sessions(keys, reason):
+    async def fake_asessions_swept(reason):
         assert reason == "session expired"
-        assert len(sent) < 100, "the sweep does not end"
-        sent.append(list(keys))
+        notices.append(await database_sync_to_async(Session.objects.count)())
 
-    monkeypatch.setattr(command, "is_process_local", lambda layer: False)
-    monkeypatch.setattr(command, "aend_sessions", fake_aend_sessions)
-    return sent
+    monkeypatch.setattr(command, "_reaches_servers", lambda: True)
+    monkeypatch.setattr(command, "asessions_swept", fake_asessions_swept)
+    return notices
 
 
-def test_one_broadcast_per_batch_with_exactly_its_keys(monkeypatch):
+def batch_totals(out: str) -> list[int]:
+    """The running totals of the -v 2 progress lines."""
+    return [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("batch ")]
+
+
+def test_batches_are_ranges_of_expiry_dates_and_one_notice_follows_the_commit(monkeypatch, sweep_database):
     now = timezone.now()
     encoded = SessionStore().encode({"k": "v"})
     # expiry dates in runs of equal values, so that batches end in the middle of a run
@@ -123,60 +185,119 @@ def test_one_broadcast_per_batch_with_exactly_its_keys(monkeypatch):
         [Session(session_key=k, session_data=encoded, expire_date=d) for k, d in {**expired, **alive}.items()],
         batch_size=500,
     )
-    sent = record_broadcasts(monkeypatch)
-    out, _ = run("--batch-size", "400")
-    assert "Deleted 2500 expired sessions in 7 batches and broadcast their closes" in out
-    assert [len(keys) for keys in sent] == [400] * 6 + [100]
-    flat = [key for keys in sent for key in keys]
-    assert len(flat) == len(set(flat)) and set(flat) == set(expired)
+    notices = record_notices(monkeypatch)
+    out, _ = run("--batch-size", "400", "-v", "2")
     assert set(Session.objects.values_list("session_key", flat=True)) == set(alive)
+    assert notices == [300]  # one transaction, then one notice to every hub
+    totals = batch_totals(out)
+    assert totals[-1] == 2500 and out.count("Deleted 2500 expired sessions in ") == 1
+    if sweep_database[1] == "range":
+        # A batch ends where the run of equal dates that would overflow it begins (oldest first: the 100 rows
+        # of the oldest run and the next run, then one run of 300 per batch).
+        assert totals == [400 + 300 * i for i in range(8)]
+    else:
+        # pages of the table: about 400 rows each, however the dates run
+        assert all(0 < b - a <= 1000 for a, b in zip([0, *totals], totals, strict=False))
 
 
-def test_a_large_batch_broadcasts_its_closes_per_1000_keys(monkeypatch):
-    make_sessions(expired=2500, alive=10)
-    sent = record_broadcasts(monkeypatch)
-    out, _ = run()  # the default batch size: 10,000
-    assert "Deleted 2500 expired sessions in 1 batches and broadcast their closes" in out
-    assert [len(keys) for keys in sent] == [1000, 1000, 500]
-    assert len({key for keys in sent for key in keys}) == 2500
+@RANGES
+def test_a_notice_follows_each_commit(monkeypatch):
+    from django_stomp_push.management.commands import expire_push_sessions as command
+
+    make_sessions(expired=1000, alive=10)
+    notices = record_notices(monkeypatch)
+    monkeypatch.setattr(command.Command, "COMMIT_INTERVAL", 0.0)  # a transaction per batch
+    out, _ = run("--batch-size", "400", "-v", "2")
     assert Session.objects.count() == 10
+    assert notices == [10 + 1000 - total for total in batch_totals(out)]
+    assert len(notices) >= 2
 
 
-def test_rows_the_range_misses_are_deleted_by_key(monkeypatch):
-    from django.db import connection
+def test_nothing_expired_sends_no_notice(monkeypatch):
+    make_sessions(expired=0, alive=10)
+    notices = record_notices(monkeypatch)
+    out, _ = run()
+    assert "Deleted 0 expired sessions in 0 batches" in out
+    assert notices == []
 
-    if connection.vendor != "sqlite":
-        pytest.skip("a datetime stored in another text format is an SQLite thing")
+
+@pytest.mark.parametrize(
+    "sweep_database",
+    [("sqlite", "range"), pytest.param(("postgresql", "range"), marks=pytest.mark.postgres)],
+    indirect=True,
+    ids=lambda p: "-".join(p),
+)
+def test_more_sessions_expiring_at_once_than_a_batch_go_by_key(monkeypatch, sweep_database):
+    now = timezone.now()
+    encoded = SessionStore().encode({"k": "v"})
+    same = now - timedelta(hours=1)
+    expired = [f"t{i:05d}{'x' * 26}" for i in range(1000)]
+    Session.objects.bulk_create(
+        [Session(session_key=key, session_data=encoded, expire_date=same) for key in expired]
+        + [Session(session_key="later" + "x" * 27, session_data=encoded, expire_date=now - timedelta(minutes=1))]
+        + [Session(session_key="alive" + "x" * 27, session_data=encoded, expire_date=now + timedelta(days=1))],
+        batch_size=500,
+    )
+    out, _ = run("--batch-size", "400", "-v", "2")
+    assert "Deleted 1001 expired sessions in 3 batches" in out
+    # no range fits 400 rows of one expiry date: 400 by key, then 400, then the last 200 and the later row
+    assert batch_totals(out) == [400, 800, 1001]
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["alive" + "x" * 27]
+
+
+@pytest.mark.parametrize("sweep_database", [("sqlite", "range")], indirect=True, ids=["sqlite"])
+def test_rows_the_range_misses_are_deleted_by_key(monkeypatch, sweep_database):
+    from django.db import connection  # a datetime stored in another text format is an SQLite thing
+
     make_sessions(expired=5, alive=2)
     odd = f"expired{3:08d}xxxxxxxxxxxxxxxxxxxxx"
     # Written by another program: Django reads the same instant back, but the text sorts after the others' and
-    # outside the range Django's own formatting of it bounds. It is the last row of the last batch.
+    # outside the range Django's own formatting of it bounds.
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE django_session SET expire_date = replace(expire_date, ' ', 'T') WHERE session_key = %s", [odd]
         )
-    sent = record_broadcasts(monkeypatch)
     out, _ = run("--batch-size", "2")
-    assert "Deleted 5 expired sessions in 3 batches" in out
-    assert sent[-1] == [odd]
-    assert Session.objects.count() == 2
+    assert "Deleted 5 expired sessions" in out
+    assert Session.objects.count() == 2 and not Session.objects.filter(pk=odd).exists()
 
 
-def test_a_failed_broadcast_stops_the_sweep_with_its_batch_deleted(monkeypatch):
+@RANGES
+def test_a_failed_notice_fails_the_command_with_what_is_committed_kept(monkeypatch):
     from django_stomp_push.management.commands import expire_push_sessions as command
 
     make_sessions(expired=5, alive=2)
-    calls = []
 
-    async def failing_aend_sessions(keys, reason):
-        calls.append(keys)
-        if len(calls) == 2:
-            raise ConnectionError("redis went away")
+    async def failing_asessions_swept(reason):
+        raise ConnectionError("redis went away")
 
-    monkeypatch.setattr(command, "is_process_local", lambda layer: False)
-    monkeypatch.setattr(command, "aend_sessions", failing_aend_sessions)
+    monkeypatch.setattr(command, "_reaches_servers", lambda: True)
+    monkeypatch.setattr(command, "asessions_swept", failing_asessions_swept)
+    monkeypatch.setattr(command.Command, "COMMIT_INTERVAL", 0.0)
     with pytest.raises(CommandError, match=r"could not broadcast session closes.*redis went away"):
         run("--batch-size", "2")
-    # as documented: the batch at hand is deleted (and the one before), the rest is left for the next run
-    assert Session.objects.count() == 3
-    assert Session.objects.filter(expire_date__lt=timezone.now()).count() == 1
+    # the first transaction is committed; the command stops at its notice and leaves the rest for the next run
+    assert Session.objects.count() == 5
+    assert Session.objects.filter(expire_date__lt=timezone.now()).count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "sweep_database",
+    [pytest.param(("postgresql", "range"), marks=pytest.mark.postgres)],
+    indirect=True,
+    ids=["postgresql"],
+)
+@pytest.mark.parametrize("expired, alive, table_scan", [(5000, 50, True), (50, 5000, False)])
+def test_postgresql_batches_by_table_pages_when_it_would_scan_the_table(
+    expired, alive, table_scan, monkeypatch, sweep_database
+):
+    from django_stomp_push.management.commands import expire_push_sessions as command
+
+    monkeypatch.undo()  # the planner decides
+    make_sessions(expired=expired, alive=alive)
+    connection = connections[router.db_for_write(Session)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_session")
+    rows = Session.objects.using(connection.alias).filter(expire_date__lt=timezone.now())
+    assert command._planned_as_table_scan(connection, rows) is table_scan

@@ -50,3 +50,36 @@ async def test_redis_py_defaults_time_out_the_idle_receive_loop(redis_server, al
     # The hub survives (it logs, waits and receives again), but only because it retries: the read timed out.
     assert body == b"after idling"
     assert errors >= 1
+
+
+def test_the_checks_read_redis_py_defaults_without_importing_redis_py():
+    import redis._defaults
+
+    from django_stomp_push.redis import _load_defaults_alone
+
+    alone = _load_defaults_alone()
+    assert alone is not None and alone is not redis._defaults
+    assert alone.DEFAULT_SOCKET_TIMEOUT == redis._defaults.DEFAULT_SOCKET_TIMEOUT
+
+
+def test_system_checks_leave_redis_py_unimported():
+    """Every manage.py command runs the checks; with channels-redis configured they do not import redis-py."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys, django; django.setup(); from django.core import checks; checks.run_checks(); "
+        "print('redis' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # channels-redis configured: check W005 reads redis-py's defaults
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "testproject")]),
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

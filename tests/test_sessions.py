@@ -246,3 +246,32 @@ async def test_a_password_change_closes_the_other_sessions_connections_at_revali
     await database_sync_to_async(change_password)()
     error, code = await tab.receive_error(timeout=3)
     assert (error.headers["message"], code) == ("session ended", 1008)
+
+
+@pytest.mark.parametrize("engine_settings", ["db", "cached_db"], indirect=True)
+async def test_after_a_sweep_each_hub_ends_the_connections_whose_session_row_is_gone_or_expired(
+    engine_settings, alice, bob, make_user
+):
+    from django_stomp_push.push import asessions_swept
+
+    carol = await database_sync_to_async(make_user)("carol")
+    keys = {}
+    for user in (alice, bob, carol):
+        keys[user.username] = (await database_sync_to_async(signed_in_client)(user)).cookies["sessionid"].value
+    alice_tabs = [await connected(keys["alice"]), await connected(keys["alice"])]
+    bob_tab, carol_tab = await connected(keys["bob"]), await connected(keys["carol"])
+    # Behind the connections' backs (no signal; their expiry timers are armed for two weeks): alice's row is
+    # deleted as the sweep deletes, bob's has expired and awaits the next sweep, carol's is live.
+    gone = Session.objects.filter(session_key=keys["alice"])
+    await database_sync_to_async(lambda: gone._raw_delete(gone.db))()
+    await database_sync_to_async(Session.objects.filter(session_key=keys["bob"]).update)(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+
+    await asessions_swept()
+
+    for tab in (*alice_tabs, bob_tab):
+        error, code = await tab.receive_error(timeout=3)
+        assert (error.headers["message"], code) == ("session expired", 1008)
+    assert await carol_tab.nothing_received(0.3)
+    await carol_tab.close()

@@ -3,31 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router, transaction
-from django.db.models import Q
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
+from django.db.models.sql.subqueries import DeleteQuery
 from django.utils import timezone
 
 from ...consumer import SESSION_EXPIRED
-from ...layers import get_layer, is_process_local
-from ...push import aend_sessions
+from ...layers import IN_MEMORY_BACKEND, get_layer, is_process_local, layer_backend
+from ...push import aend_sessions, asessions_swept
 from ...sessions import _is_db_store, _is_file_store, engine_name, store_class
 
-#: Expired sessions per batch by default. Each batch costs a few queries whatever its size: with 1,000, those
+#: Expired sessions per batch by default. Each batch costs a query or two whatever its size: with 1,000, those
 #: round trips made a 1,000,000-row sweep on PostgreSQL several times slower than one DELETE.
 DEFAULT_BATCH_SIZE = 10_000
 MAX_BATCH_SIZE = 100_000
-#: Sessions per close broadcast: a batch's closes go out in channel-layer messages of at most this many keys, so
-#: each message stays small (tens of KB) and a hub handles one without holding its event loop for long.
+#: File engine: keys per close broadcast (each message stays tens of KB, and a hub handles one without holding
+#: its event loop for long). The database engines send one notice per commit instead (see the hub).
 BROADCAST_SIZE = 1000
 
 
@@ -55,8 +59,8 @@ class Command(BaseCommand):
             type=int,
             default=DEFAULT_BATCH_SIZE,
             help=(
-                f"Expired sessions deleted per batch (1 to {MAX_BATCH_SIZE}; default {DEFAULT_BATCH_SIZE}); their "
-                f"closes are broadcast in messages of at most {BROADCAST_SIZE}. Memory grows with it."
+                f"Expired sessions deleted per batch (1 to {MAX_BATCH_SIZE}; default {DEFAULT_BATCH_SIZE}). On "
+                "PostgreSQL with most rows expired, a batch is a range of table pages holding about that many."
             ),
         )
 
@@ -69,18 +73,14 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"SESSION_ENGINE {settings.SESSION_ENGINE!r} cannot be imported: {exc}") from exc
         try:
-            broadcast = not is_process_local(get_layer())
+            broadcast = _reaches_servers()
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
         if not broadcast and not dry_run:
-            self.stderr.write(
-                self.style.WARNING(
-                    "The in-memory channel layer cannot reach the server processes: expired sessions are deleted, "
-                    "but this command closes no connection (they close by their own expiry timers). Configure "
-                    "channels-redis to broadcast closes."
-                )
-            )
+            self._warn_in_memory()
         started = time.monotonic()
+        # The layer is created (its backend imported: redis-py alone takes a tenth of a second) in the closer's
+        # thread while the first batches are deleted.
         self._closer = _Closer() if broadcast and not dry_run else None
         try:
             if _is_db_store(cls):
@@ -96,6 +96,9 @@ class Command(BaseCommand):
         finally:
             if self._closer is not None:
                 self._closer.stop()
+        if self._closer is not None and self._closer.local:  # a process-local layer under another name
+            broadcast = False
+            self._warn_in_memory()
         elapsed = time.monotonic() - started
         if dry_run:
             self.stdout.write(f"{found} expired sessions would be deleted (dry run, {elapsed:.2f}s).")
@@ -105,9 +108,22 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"Deleted {found} expired sessions in {batches} batches {closed} ({elapsed:.2f}s).")
             )
 
+    def _warn_in_memory(self) -> None:
+        self.stderr.write(
+            self.style.WARNING(
+                "The in-memory channel layer cannot reach the server processes: expired sessions are deleted, "
+                "but this command closes no connection (they close by their own expiry timers). Configure "
+                "channels-redis to broadcast closes."
+            )
+        )
+
     def _progress(self, verbosity: int, batches: int, found: int) -> None:
         if verbosity >= 2:
             self.stdout.write(f"batch {batches}: {found} expired sessions so far")
+
+    def _start_swept(self) -> Future[None] | None:
+        """Start telling every hub that expired sessions were deleted (when there is a layer to broadcast to)."""
+        return self._closer.start_swept() if self._closer is not None else None
 
     def _start_close(self, keys: list[str]) -> Future[None] | None:
         """Start broadcasting the closes of ``keys`` (when there is a layer to broadcast to); see :meth:`_closed`."""
@@ -118,6 +134,7 @@ class Command(BaseCommand):
         if broadcasting is None:
             return
         try:
+            self._closer.ready.result()
             broadcasting.result()
         except Exception as exc:
             raise CommandError(f"could not broadcast session closes through the channel layer: {exc}") from exc
@@ -127,63 +144,42 @@ class Command(BaseCommand):
         db = router.db_for_write(model)
         now = timezone.now()
         sessions = model.objects.using(db)
+        expired = sessions.filter(expire_date__lt=now)
         if dry_run:
-            found = sessions.filter(expire_date__lt=now).count()
+            found = expired.count()
             batches = math.ceil(found / batch_size)
             for batch in range(1, batches + 1):
                 self._progress(verbosity, batch, min(found, batch * batch_size))
             return found, batches
-        # Batches in (expire_date, session_key) order, oldest first, each the next ``batch_size`` expired rows
-        # after the previous batch (keyset pagination: memory stays flat however many rows there are). Each is
-        # deleted as a range of the expire_date index: the rows of one batch are together in that index (and,
-        # usually, in the table), and PostgreSQL's scans skip the dead entries of the batches before.
-        expired = sessions.filter(expire_date__lt=now).order_by("expire_date", "session_key")
-        found = batches = deleted = 0
-        after: tuple[datetime, str] | None = None
-        failed: CommandError | None = None
-        while True:
+        connection = connections[db]
+        if connection.vendor == "postgresql" and _planned_as_table_scan(connection, expired):
+            batches_of = _heap_batches(connection, model, now, batch_size)
+        else:
+            batches_of = _range_batches(sessions, now, batch_size, connection, db)
+        # Nothing is read back: each server's hub checks the sessions of its own connections when told that a
+        # commit deleted some (one message per commit), so the cost here is the deletes', as for clearsessions.
+        found = batches = 0
+        done = False
+        while not done:
+            deleted = 0
             with transaction.atomic(using=db):
                 began = time.monotonic()
-                while time.monotonic() - began < self.COMMIT_INTERVAL:
-                    page = expired if after is None else expired.filter(_after(*after), expire_date__gte=after[0])
-                    keys = list(page.values_list("session_key", flat=True)[:batch_size])
-                    if not keys:
-                        break
-                    # The batch's last row bounds the range; selecting every row's datetime with the keys would
-                    # cost more than this lookup.
-                    last = sessions.filter(pk=keys[-1]).values_list("expire_date", flat=True).first()
-                    if last is None or last >= now:
-                        continue  # that row was deleted or renewed meanwhile: read the batch again
-                    # The closes go out while the rows are deleted, and the batch ends when both are done. They
-                    # are expired sessions: closing them is right even if this transaction were rolled back.
-                    broadcasting = self._start_close(keys)
+                while not deleted or time.monotonic() - began < self.COMMIT_INTERVAL:
                     try:
-                        # A raw delete: no post_delete per row and no rows loaded into memory; the closes are
-                        # broadcast by the batch (BROADCAST_SIZE keys per message). Every expired row in the range
-                        # is one of ``keys``.
-                        doomed = sessions.filter(_up_to(last, keys[-1]), expire_date__lte=last)
-                        if after is not None:
-                            doomed = doomed.filter(_after(*after), expire_date__gte=after[0])
-                        if doomed._raw_delete(db) < len(keys):
-                            # Rows the range missed (e.g. written by another program with another datetime
-                            # format): by key, so that each batch removes every one of its rows.
-                            sessions.filter(pk__in=keys, expire_date__lt=now)._raw_delete(db)
+                        count = next(batches_of)  # deletes the next batch
+                    except StopIteration:
+                        done = True
+                        break
                     except Exception as exc:
-                        raise CommandError(f"deleting expired sessions failed after {deleted}: {exc}") from exc
-                    batches += 1
-                    found += len(keys)
-                    after = (last, keys[-1])
-                    try:
-                        self._closed(broadcasting)
-                    except CommandError as exc:
-                        failed = exc  # raised once what is deleted so far is committed, this batch included
-                        break
-                    self._progress(verbosity, batches, found)
-            deleted = found  # committed
-            if failed is not None:
-                raise failed
-            if not keys:
-                return found, batches
+                        raise CommandError(f"deleting expired sessions failed after {found}: {exc}") from exc
+                    if count:
+                        batches += 1
+                        found += count
+                        deleted += count
+                        self._progress(verbosity, batches, found)
+            if deleted:
+                self._closed(self._start_swept())
+        return found, batches
 
     def _sweep_files(self, cls: Any, batch_size: int, dry_run: bool, verbosity: int):
         storage = cls._get_storage_path()
@@ -228,14 +224,94 @@ class Command(BaseCommand):
         return found, batches
 
 
-def _after(expire_date: datetime, session_key: str) -> Q:
-    """Rows after (expire_date, session_key) in the sweep's order."""
-    return Q(expire_date__gt=expire_date) | Q(expire_date=expire_date, session_key__gt=session_key)
+def _reaches_servers() -> bool:
+    """Whether the channel layer can reach other processes (not the in-memory layer); RuntimeError when there is
+    no layer. From the settings: the layer itself is created later, in the closer's thread."""
+    return layer_backend() != IN_MEMORY_BACKEND
 
 
-def _up_to(expire_date: datetime, session_key: str) -> Q:
-    """Rows up to (expire_date, session_key) included, in the sweep's order."""
-    return Q(expire_date__lt=expire_date) | Q(expire_date=expire_date, session_key__lte=session_key)
+def _range_batches(
+    sessions: QuerySet, now: datetime, batch_size: int, connection: BaseDatabaseWrapper, db: str
+) -> Iterator[int]:
+    """Delete the sessions expired before ``now`` in batches, oldest first; yield how many each batch deleted.
+
+    Each batch is a range of the expire_date index, [after, bound), where ``bound`` is the expire_date
+    ``batch_size`` rows further on. Memory stays flat however many rows there are, and a batch's scans start where
+    the previous batch ended instead of walking past the entries of the rows deleted before (PostgreSQL keeps them
+    in the index until the transaction ends). Raw deletes: no ``post_delete`` per row, no rows loaded.
+    """
+    expired = sessions.filter(expire_date__lt=now)
+    after: datetime | None = None
+    while True:
+        remaining = expired if after is None else expired.filter(expire_date__gte=after)
+        dates = remaining.order_by("expire_date").values_list("expire_date", flat=True)
+        bound = next(iter(dates[batch_size:][:1]), None)
+        if bound is None:  # at most batch_size rows left
+            yield remaining._raw_delete(db)
+            return
+        count = remaining.filter(expire_date__lt=bound)._raw_delete(db)
+        if count:
+            after = bound
+        else:
+            # More than batch_size rows expire at ``after``; or the bound, read back through Django, is not how the
+            # database compares it (e.g. a datetime another program wrote in another text format): the next
+            # batch_size rows by key.
+            page = remaining.order_by("expire_date").values_list("pk", flat=True)[:batch_size]
+            if connection.vendor == "mysql":  # no LIMIT in an IN subquery
+                page = list(page)
+            count = sessions.filter(pk__in=page, expire_date__lt=now)._raw_delete(db)
+        yield count
+
+
+def _planned_as_table_scan(connection: BaseDatabaseWrapper, expired: QuerySet) -> bool:
+    """Whether PostgreSQL would delete ``expired`` (as ``clearsessions`` does, in one statement) by reading the whole
+    table rather than through the expire_date index: when most rows have expired."""
+    sql, params = expired.query.chain(DeleteQuery).get_compiler(connection.alias).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    node = plan[0]["Plan"]
+    while node.get("Plans") and node.get("Node Type") == "ModifyTable":
+        node = node["Plans"][0]
+    return node.get("Node Type") == "Seq Scan"
+
+
+def _heap_batches(connection: BaseDatabaseWrapper, model: Any, now: datetime, batch_size: int) -> Iterator[int]:
+    """PostgreSQL, most rows expired: delete them in batches of consecutive table pages; yield how many each
+    batch deleted.
+
+    A batch scans its pages as one whole-table ``DELETE`` would (a TID range scan), deleting the expired rows
+    there. About ``batch_size`` rows per batch, from the table's statistics; a batch never holds
+    more than its pages can (at most a few hundred rows per 8 KB page).
+    """
+    table = connection.ops.quote_name(model._meta.db_table)
+    expire_date = connection.ops.quote_name(model._meta.get_field("expire_date").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, c.relpages, c.reltuples "
+            "FROM pg_class c WHERE c.oid = %s::regclass",
+            [table],
+        )
+        pages, counted_pages, rows = cursor.fetchone()
+        if counted_pages > 0 and rows > 0:
+            rows_per_page = rows / counted_pages
+        else:  # never analyzed: count the rows of the first pages
+            sample = min(max(pages, 1), 16)
+            cursor.execute(f"SELECT count(*) FROM {table} WHERE ctid < %s::tid", [f"({sample},0)"])
+            rows_per_page = cursor.fetchone()[0] / sample
+    step = max(1, round(batch_size / max(rows_per_page, 1.0)))
+    delete = f"DELETE FROM {table} WHERE {expire_date} < %s AND ctid >= %s::tid"
+    expired_before = connection.ops.adapt_datetimefield_value(now)
+    for first in range(0, max(pages, 1), step):
+        last = first + step >= pages  # the last range is open: it takes pages the table gained meanwhile too
+        with connection.cursor() as cursor:
+            cursor.execute(
+                delete if last else f"{delete} AND ctid < %s::tid",
+                [expired_before, f"({first},0)"] + ([] if last else [f"({first + step},0)"]),
+            )
+            yield cursor.rowcount
 
 
 class _Closer:
@@ -249,7 +325,16 @@ class _Closer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="expire_push_sessions closes", daemon=True)
         self.thread.start()
-        self.last: Future[None] | None = None
+        self.local = False
+        self.ready: Future[None] = asyncio.run_coroutine_threadsafe(self._prepare(), self.loop)
+        self.last: Future[None] | None = self.ready
+
+    async def _prepare(self) -> None:
+        self.local = is_process_local(get_layer())
+
+    def start_swept(self) -> Future[None]:
+        self.last = asyncio.run_coroutine_threadsafe(asessions_swept(SESSION_EXPIRED), self.loop)
+        return self.last
 
     def start(self, keys: list[str]) -> Future[None]:
         self.last = asyncio.run_coroutine_threadsafe(self._broadcast(keys), self.loop)
