@@ -106,7 +106,10 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         #: Counters for logs and the benchmark: deliveries, slow consumers closed, layer errors.
-        self.stats = {"pushes": 0, "deliveries": 0, "slow_consumers": 0, "layer_errors": 0}
+        self.stats = {"pushes": 0, "deliveries": 0, "slow_consumers": 0, "layer_errors": 0, "sweep_checks": 0}
+        #: the running check after a sweep's notice, and the reason of a notice that came in meanwhile
+        self._sweep_check: asyncio.Task[None] | None = None
+        self._sweep_again: str | None = None
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -311,9 +314,7 @@ class Hub:
         elif kind == END_SESSIONS:
             self.end_sessions(message["sessions"], message["reason"])
         elif kind == SESSIONS_SWEPT:
-            task = asyncio.get_running_loop().create_task(self.end_swept_sessions(message["reason"]))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self.sweep_noticed(message["reason"])
         else:
             logger.warning("django-stomp-push hub ignored a channel-layer message of type %r", kind)
 
@@ -350,6 +351,22 @@ class Hub:
                 outlet.end_session(reason)
                 ended += 1
         return ended
+
+    def sweep_noticed(self, reason: str) -> None:
+        """A sweep committed deletes: check this process's connections, once more at most if a check is running
+        (a long sweep notifies after every commit; the checks do not pile up)."""
+        if self._sweep_check is not None and not self._sweep_check.done():
+            self._sweep_again = reason
+            return
+        self._sweep_check = asyncio.get_running_loop().create_task(self._sweep_checks(reason))
+
+    async def _sweep_checks(self, reason: str) -> None:
+        while True:
+            self.stats["sweep_checks"] += 1
+            await self.end_swept_sessions(reason)
+            reason, self._sweep_again = self._sweep_again, None
+            if reason is None:
+                return
 
     async def end_swept_sessions(self, reason: str) -> int:
         """After ``expire_push_sessions`` deleted expired sessions: end every local connection whose session has no

@@ -299,3 +299,26 @@ async def test_with_channels_redis_a_broadcast_crosses_the_layer_once_per_proces
             for client in clients:
                 await client.close()
             await hub.stop()
+
+
+async def test_sweep_notices_arriving_during_a_check_make_one_more_check_not_one_each(key, monkeypatch):
+    hub = await get_hub()
+    release = asyncio.Event()
+    reasons: list[str] = []
+
+    async def slow_check(reason):
+        reasons.append(reason)
+        await release.wait()
+        return 0
+
+    monkeypatch.setattr(hub, "end_swept_sessions", slow_check)
+    for _ in range(5):
+        hub.dispatch({"type": "stomp_push.sessions_swept", "reason": "session expired"})
+    await asyncio.sleep(0.05)
+    assert reasons == ["session expired"]  # one running; the four notices behind it are one more check
+    release.set()
+    await asyncio.sleep(0.05)
+    assert reasons == ["session expired"] * 2
+    hub.dispatch({"type": "stomp_push.sessions_swept", "reason": "session expired"})
+    await asyncio.sleep(0.05)
+    assert len(reasons) == 3  # idle again: a later notice starts a new check
