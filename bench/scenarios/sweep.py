@@ -441,7 +441,7 @@ def run(bench: Bench) -> list[Table]:
     common = (
         f"Each command starts from an identical copy of the data: N expired sessions and {LIVE:,} live ones, which "
         "must all survive (checked after every command, as is that no expired row is left). expire_push_sessions "
-        "runs with its default --batch-size (10,000) and sends every hub one notice per commit (each hub then "
+        "runs with its default --batch-size (50,000) and sends every hub one notice per commit (each hub then "
         "checks the sessions of its own connections; broadcasts counts those notices); with the "
         f"plugin installed, clearsessions's deletes are broadcast by the plugin's post_delete receiver, {BATCH:,} "
         "keys per message. Plugin runs broadcast through "
