@@ -285,37 +285,32 @@ def test_a_failed_notice_fails_the_command_with_what_is_committed_kept(monkeypat
     assert Session.objects.filter(expire_date__lt=timezone.now()).count() == 3
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize(
-    "sweep_database",
-    [pytest.param(("postgresql", "range"), marks=pytest.mark.postgres)],
-    indirect=True,
-    ids=["postgresql"],
+    "sweep_database, expired, alive, in_table_order",
+    [
+        (("sqlite", "range"), 600, 400, True),
+        (("sqlite", "range"), 400, 600, False),
+        pytest.param(("postgresql", "range"), 5000, 50, True, marks=pytest.mark.postgres),
+        pytest.param(("postgresql", "range"), 50, 5000, False, marks=pytest.mark.postgres),
+    ],
+    indirect=["sweep_database"],
+    ids=["sqlite-most-expired", "sqlite-few-expired", "postgresql-most-expired", "postgresql-few-expired"],
 )
-@pytest.mark.parametrize("expired, alive, table_scan", [(5000, 50, True), (50, 5000, False)])
-def test_postgresql_batches_by_table_pages_when_it_would_scan_the_table(
-    expired, alive, table_scan, monkeypatch, sweep_database
+def test_batches_follow_the_tables_order_when_most_rows_expired(
+    expired, alive, in_table_order, monkeypatch, sweep_database
 ):
     from django_stomp_push.management.commands import expire_push_sessions as command
 
-    monkeypatch.undo()  # the planner decides
+    monkeypatch.undo()  # the command decides: PostgreSQL's planner, or the share of SQLite's rowids
     make_sessions(expired=expired, alive=alive)
     connection = connections[router.db_for_write(Session)]
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE django_session")
-    rows = Session.objects.using(connection.alias).filter(expire_date__lt=timezone.now())
-    assert command._planned_as_table_scan(connection, rows) is table_scan
-
-
-@SQLITE_ONLY
-@pytest.mark.parametrize("expired, alive, by_rowid", [(600, 400, True), (400, 600, False)])
-def test_sqlite_batches_by_rowid_when_at_least_half_the_rows_expired(
-    expired, alive, by_rowid, monkeypatch, sweep_database
-):
-    from django_stomp_push.management.commands import expire_push_sessions as command
-
-    monkeypatch.undo()  # the command decides
-    make_sessions(expired=expired, alive=alive)
-    connection = connections[router.db_for_write(Session)]
-    rows = Session.objects.filter(expire_date__lt=timezone.now())
-    assert command._mostly_expired(connection, Session, rows) is by_rowid
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE django_session")
+    now = timezone.now()
+    rows = Session.objects.using(connection.alias).filter(expire_date__lt=now)
+    batches = command._table_order_batches(connection, Session, rows, now, 100)
+    assert (batches is not None) is in_table_order
+    if batches is not None:
+        assert sum(batches) == expired
+        assert Session.objects.count() == alive

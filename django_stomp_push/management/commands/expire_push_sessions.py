@@ -154,11 +154,8 @@ class Command(BaseCommand):
                 self._progress(verbosity, batch, min(found, batch * batch_size))
             return found, batches
         connection = connections[db]
-        if connection.vendor == "postgresql" and _planned_as_table_scan(connection, expired):
-            batches_of = _heap_batches(connection, model, now, batch_size)
-        elif connection.vendor == "sqlite" and _mostly_expired(connection, model, expired):
-            batches_of = _rowid_batches(connection, model, now, batch_size)
-        else:
+        batches_of = _table_order_batches(connection, model, expired, now, batch_size)
+        if batches_of is None:
             batches_of = _range_batches(sessions, now, batch_size, connection, db)
         # Nothing is read back: each server's hub checks the sessions of its own connections when told that a
         # commit deleted some (one message per commit), so the cost here is the deletes', as for clearsessions.
@@ -265,6 +262,18 @@ def _range_batches(
                 page = list(page)
             count = sessions.filter(pk__in=page, expire_date__lt=now)._raw_delete(db)
         yield count
+
+
+def _table_order_batches(
+    connection: BaseDatabaseWrapper, model: Any, expired: QuerySet, now: datetime, batch_size: int
+) -> Iterator[int] | None:
+    """When most rows have expired, batches in the table's own order (PostgreSQL's pages, SQLite's rowids), which
+    cost what one whole-table ``DELETE`` costs; None otherwise (then ranges of the expire_date index)."""
+    if connection.vendor == "postgresql" and _planned_as_table_scan(connection, expired):
+        return _heap_batches(connection, model, now, batch_size)
+    if connection.vendor == "sqlite" and _mostly_expired(connection, model, expired):
+        return _rowid_batches(connection, model, now, batch_size)
+    return None
 
 
 def _rowid_span(connection: BaseDatabaseWrapper, model: Any) -> tuple[int | None, int | None]:
