@@ -217,9 +217,16 @@ def test_a_notice_follows_each_commit(monkeypatch):
     assert len(notices) >= 2
 
 
-def test_nothing_expired_sends_no_notice(monkeypatch):
+def test_nothing_expired_sends_no_notice_and_never_creates_the_layer(monkeypatch):
+    from django_stomp_push.management.commands import expire_push_sessions as command
+
     make_sessions(expired=0, alive=10)
     notices = record_notices(monkeypatch)
+
+    def no_closer():
+        raise AssertionError("the channel layer was set up for a sweep that deleted nothing")
+
+    monkeypatch.setattr(command, "_Closer", no_closer)
     out, _ = run()
     assert "Deleted 0 expired sessions in 0 batches" in out
     assert notices == []

@@ -81,9 +81,8 @@ class Command(BaseCommand):
         if not broadcast and not dry_run:
             self._warn_in_memory()
         started = time.monotonic()
-        # The layer is created (its backend imported: redis-py alone takes a tenth of a second) in the closer's
-        # thread while the first batches are deleted.
-        self._closer = _Closer() if broadcast and not dry_run else None
+        self._broadcasts = broadcast and not dry_run
+        self._closer: _Closer | None = None  # started by the first batch that deletes something
         try:
             if _is_db_store(cls):
                 found, batches = self._sweep_db(cls, batch_size, dry_run, verbosity)
@@ -123,12 +122,22 @@ class Command(BaseCommand):
         if verbosity >= 2:
             self.stdout.write(f"batch {batches}: {found} expired sessions so far")
 
+    def _deleted_some(self) -> None:
+        """Rows are deleted: get the channel layer ready for the broadcast that follows. It is created (its backend
+        imported: redis-py alone takes a tenth of a second) in the closer's thread while the next batches are
+        deleted; a sweep that deletes nothing never creates it."""
+        if self._broadcasts and self._closer is None:
+            self._closer = _Closer()
+
     def _start_swept(self) -> Future[None] | None:
         """Start telling every hub that expired sessions were deleted (when there is a layer to broadcast to)."""
+        self._deleted_some()
         return self._closer.start_swept() if self._closer is not None else None
 
     def _start_close(self, keys: list[str]) -> Future[None] | None:
         """Start broadcasting the closes of ``keys`` (when there is a layer to broadcast to); see :meth:`_closed`."""
+        if keys:
+            self._deleted_some()
         return self._closer.start(keys) if self._closer is not None and keys else None
 
     def _closed(self, broadcasting: Future[None] | None) -> None:
@@ -174,6 +183,7 @@ class Command(BaseCommand):
                     except Exception as exc:
                         raise CommandError(f"deleting expired sessions failed after {found}: {exc}") from exc
                     if count:
+                        self._deleted_some()
                         batches += 1
                         found += count
                         deleted += count
