@@ -37,7 +37,9 @@ def _postgres() -> tuple[dict | None, str]:
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return None, f"PostgreSQL at {options['HOST']}:{options['PORT']} is unreachable: {first}"
-    return {"ENGINE": "django.db.backends.postgresql", "NAME": "stomp_push_tests", **options}, ""
+    # one database per test run: two runs at once on one server (a developer and CI) must not drop each other's
+    name = f"stomp_push_tests_{os.getpid()}"
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": name, **options}, ""
 
 
 POSTGRES, POSTGRES_MISSING = _postgres()
