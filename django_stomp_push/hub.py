@@ -378,10 +378,9 @@ class Hub:
         from .sessions import swept_keys
 
         outlets_of: dict[str, list[Outlet]] = {}
-        for outlets in tuple(self.sessions.values()):
-            for outlet in tuple(outlets):
-                if outlet.session_key:
-                    outlets_of.setdefault(outlet.session_key, []).append(outlet)
+        for outlet in tuple(self.outlets):
+            if outlet.session_key:
+                outlets_of.setdefault(outlet.session_key, []).append(outlet)
         keys = list(outlets_of)
         ended = 0
         for start in range(0, len(keys), SWEEP_CHECK_SIZE):

@@ -34,10 +34,7 @@ def get_layer(alias: str | None = None) -> Any:
         channel_layers.set(alias, InMemoryChannelLayer())
         layer = get_channel_layer(alias)
     if layer is None:
-        raise RuntimeError(
-            f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
-            "(see the 'Deployment' page of the docs)"
-        )
+        raise _missing(alias)
     if not getattr(layer, "_stomp_push_prepared", False):
         capacities = getattr(layer, "channel_capacity", None)
         if isinstance(capacities, list) and not any(p.match(HUB_CHANNEL_PREFIX + ".x") for p, _ in capacities):
@@ -57,11 +54,15 @@ def layer_backend(alias: str | None = None) -> str:
     if not layers and alias == DEFAULT_CHANNEL_LAYER:
         return IN_MEMORY_BACKEND  # the embedded default
     if alias not in layers:
-        raise RuntimeError(
-            f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
-            "(see the 'Deployment' page of the docs)"
-        )
+        raise _missing(alias)
     return str(layers[alias].get("BACKEND", ""))
+
+
+def _missing(alias: str) -> RuntimeError:
+    return RuntimeError(
+        f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
+        "(see the 'Deployment' page of the docs)"
+    )
 
 
 def is_process_local(layer: Any) -> bool:

@@ -98,7 +98,8 @@ async def aend_session(session_key: str, reason: str = "session ended") -> None:
 
 
 async def aend_sessions(session_keys: list[str], reason: str = "session expired") -> None:
-    """Like :func:`aend_session` for many keys at once: one message to every hub (used by the sweep)."""
+    """Like :func:`aend_session` for many keys at once: one message to every hub (used by the ``post_delete``
+    receiver and the sweep of file sessions)."""
     if session_keys:
         hashes = session_hashes(session_keys)
         await group_send(HUBS_GROUP, {"type": "stomp_push.end_sessions", "sessions": hashes, "reason": reason})

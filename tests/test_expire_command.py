@@ -232,12 +232,7 @@ def test_nothing_expired_sends_no_notice_and_never_creates_the_layer(monkeypatch
     assert notices == []
 
 
-@pytest.mark.parametrize(
-    "sweep_database",
-    [("sqlite", "range"), pytest.param(("postgresql", "range"), marks=pytest.mark.postgres)],
-    indirect=True,
-    ids=lambda p: "-".join(p),
-)
+@RANGES
 def test_more_sessions_expiring_at_once_than_a_batch_go_by_key(monkeypatch, sweep_database):
     now = timezone.now()
     encoded = SessionStore().encode({"k": "v"})
@@ -256,7 +251,7 @@ def test_more_sessions_expiring_at_once_than_a_batch_go_by_key(monkeypatch, swee
     assert list(Session.objects.values_list("session_key", flat=True)) == ["alive" + "x" * 27]
 
 
-@pytest.mark.parametrize("sweep_database", [("sqlite", "range")], indirect=True, ids=["sqlite"])
+@SQLITE_ONLY
 def test_rows_the_range_misses_are_deleted_by_key(monkeypatch, sweep_database):
     from django.db import connection  # a datetime stored in another text format is an SQLite thing
 
