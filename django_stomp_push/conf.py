@@ -50,6 +50,8 @@ class Config:
     outbound_buffer_size: int = 512 * 1024
     #: Seconds one WebSocket send may take before the client counts as a slow consumer and is closed.
     send_timeout: float = 10.0
+    #: Bytes of received, not yet processed input held for one client; past it the server stops reading from it.
+    inbound_buffer_size: int = 1024 * 1024
     #: What extends the Django session: "none", "frames" (SEND/SUBSCRIBE/UNSUBSCRIBE) or "frames+heartbeats".
     activity: str = "none"
     #: At most one session extension per connection per this many seconds.
@@ -64,6 +66,8 @@ class Config:
     csrf_check: bool = False
     #: Channel layer alias used for pushes and session closes.
     channel_layer: str = "default"
+    #: Seconds a request (a push from sync code, a logout's session-end broadcast) waits for the channel layer.
+    layer_timeout: float = 1.0
     #: Seconds between re-joins of channel-layer groups (channels-redis forgets members after group_expiry).
     group_refresh_interval: float = 3600.0
     #: Destination prefixes.
@@ -87,6 +91,7 @@ _POSITIVE_INTS = (
     "max_transaction_frames",
     "max_pending_acks",
     "outbound_buffer_size",
+    "inbound_buffer_size",
 )
 _POSITIVE_NUMBERS = (
     "heartbeat_grace",
@@ -95,6 +100,7 @@ _POSITIVE_NUMBERS = (
     "touch_interval",
     "revalidate_interval",
     "group_refresh_interval",
+    "layer_timeout",
 )
 
 
