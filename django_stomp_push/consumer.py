@@ -2,8 +2,11 @@
 
 Three flows meet here:
 
-1. client -> server: WebSocket messages go to :class:`~.stomp.ServerConnection`; its events are carried out
-   (subscribe through the hub, call an ``/app/`` handler, push to a ``/topic/``, send a RECEIPT);
+1. client -> server: WebSocket messages are parsed by :class:`~.stomp.ServerConnection` as they arrive, and its
+   events are carried out one after another, in frame order, by a task of their own (subscribe through the hub,
+   call an ``/app/`` handler, push to a ``/topic/``, send a RECEIPT). Reading never waits for that work: liveness
+   counts bytes when they arrive, and what waits to be carried out is bounded (``INBOUND_BUFFER_SIZE``: past it the
+   server stops reading from that client, so TCP slows it down);
 2. server -> client: the hub calls :meth:`StompConsumer.deliver`; frames go through a bounded outbound buffer
    drained by one writer task, so a slow client only ever fills its own buffer;
 3. session end -> close: the hub calls :meth:`StompConsumer.end_session`, or the connection's own expiry timer
@@ -37,6 +40,7 @@ from .hub import Hub, Rendered, get_hub
 from .push import RESERVED_HEADERS, apush, encode_body
 from .sessions import SessionState, extend_session, read_session
 from .stomp import (
+    Commit,
     Connect,
     Disconnect,
     Event,
@@ -49,6 +53,7 @@ from .stomp import (
     Unsubscribe,
 )
 from .stomp.connection import error_headers
+from .untrusted import for_log
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -67,6 +72,11 @@ SESSION_EXPIRED = "session expired"
 LOGGED_OUT = "logged out"
 
 _connection_ids = itertools.count(1)
+
+#: WebSocket messages read in a row before the reader lets the event loop serve other connections.
+_READS_PER_TURN = 64
+#: Seconds a disconnected connection lets the event it is carrying out finish before cancelling it.
+_SHUTDOWN_GRACE = 1.0
 
 
 class StompConsumer(AsyncConsumer):
@@ -109,12 +119,27 @@ class StompConsumer(AsyncConsumer):
         self._daphne = daphne_compat.DaphneTransport.behind(send)
         self._send_now: Any = None  # the daphne fast path, once the WebSocket is accepted
         self._writer = self._loop.create_task(self._write_loop())
+        # Parsed events (or the protocol error that ended the input) waiting to be carried out, each with the bytes
+        # of input it accounts for; the reader waits on _room while more than INBOUND_BUFFER_SIZE bytes wait.
+        self._inbox: deque[tuple[Event | StompError, int]] = deque()
+        self._inbox_bytes = 0
+        self._inbox_waiter: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._processor = self._loop.create_task(self._process_loop())
+        # True while CONNECT joins the user's and session's groups: that CONNECT, not a close meanwhile, unbinds.
+        self._binding = False
         try:
+            reads = 0
             while True:
+                if self._inbox_bytes > self.config.inbound_buffer_size and not self._closing:
+                    await self._wait_for_room()
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
-                    await self.websocket_receive(message)
+                    self.websocket_receive(message)
+                    reads += 1
+                    if not reads % _READS_PER_TURN:
+                        await asyncio.sleep(0)  # a flood of small messages must not hold the loop
                 elif kind == "websocket.connect":
                     await self.websocket_connect(message)
                 elif kind == "websocket.disconnect":
@@ -144,7 +169,8 @@ class StompConsumer(AsyncConsumer):
 
     # -- client -> server ----------------------------------------------------------------------------------
 
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
+    def websocket_receive(self, message: dict[str, Any]) -> None:
+        """Parse what arrived and queue its events; never waits (the events are carried out by their own task)."""
         if self._closing:
             return
         data = message.get("bytes")
@@ -152,27 +178,80 @@ class StompConsumer(AsyncConsumer):
             data = (message.get("text") or "").encode()
         self._last_received = self._loop.time()
         heartbeats = self.protocol.heartbeats_received
-        try:
-            events = self.protocol.receive_data(data)
-        except StompError as exc:
-            code = CLOSE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
-            self.close(code, exc.message, exc.detail, exc.receipt_id, error_headers(exc))
+        events, error = self.protocol.receive_events(data)
+        if not events and error is None:
+            if self.protocol.heartbeats_received > heartbeats:
+                self._activity(heartbeat=True)
             return
-        if not events and self.protocol.heartbeats_received > heartbeats:
-            self._activity(heartbeat=True)
-        for event in events:
+        inbox = self._inbox
+        inbox.extend((event, 0) for event in events)
+        if error is not None:
+            inbox.append((error, 0))
+        inbox[-1] = (inbox[-1][0], len(data))  # the last item of this message releases its bytes
+        self._inbox_bytes += len(data)
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_for_room(self) -> None:
+        """Stop reading from this client until half of its backlog is carried out (TCP then slows it down)."""
+        self._room = self._loop.create_future()
+        paused = self._daphne is not None and self._daphne.pause_reading()
+        try:
+            await self._room
+        finally:
+            self._room = None
+            if paused:
+                self._daphne.resume_reading()
+            self._last_received = self._loop.time()  # the wait was the server's, not the client's silence
+
+    def _make_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def _process_loop(self) -> None:
+        """Carry out queued events one at a time, in frame order, each on its own data."""
+        inbox, loop = self._inbox, self._loop
+        while not self._closing:
+            while inbox and not self._closing:
+                item, size = inbox.popleft()
+                try:
+                    if isinstance(item, StompError):
+                        self._protocol_error(item)
+                    else:
+                        await self._carry_out(item)
+                finally:
+                    self._inbox_bytes -= size
+                if self._inbox_bytes <= self.config.inbound_buffer_size // 2:
+                    self._make_room()
+                await asyncio.sleep(0)  # other connections' frames, pushes and heart-beats go between two of ours
             if self._closing:
-                return
-            try:
-                await self._handle(event)
-            except Exception:
-                logger.exception("django-stomp-push: error while handling %s", type(event).__name__)
-                self.close(CLOSE_SERVER_ERROR, "internal server error", "the server failed to process a frame")
-                return
-            if event.receipt is not None and not self._closing:
-                self._send_frame(self.protocol.receipt(event.receipt))
-            if isinstance(event, Disconnect):
-                self.close(CLOSE_NORMAL)
+                break
+            self._inbox_waiter = loop.create_future()
+            await self._inbox_waiter
+            self._inbox_waiter = None
+        inbox.clear()
+        self._inbox_bytes = 0
+        self._make_room()
+
+    def _protocol_error(self, exc: StompError) -> None:
+        code = CLOSE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
+        self.close(code, exc.message, exc.detail, exc.receipt_id, error_headers(exc))
+
+    async def _carry_out(self, event: Event) -> None:
+        try:
+            await self._handle(event)
+        except Exception:
+            logger.exception("django-stomp-push: error while handling %s", type(event).__name__)
+            self.close(
+                CLOSE_SERVER_ERROR, "internal server error", "the server failed to process a frame", event.receipt
+            )
+            return
+        if event.receipt is not None and not self._closing:
+            self._send_frame(self.protocol.receipt(event.receipt))
+        if isinstance(event, Disconnect):
+            self.close(CLOSE_NORMAL)
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, Connect):
@@ -185,8 +264,10 @@ class StompConsumer(AsyncConsumer):
             self._on_unsubscribe(event)
         elif isinstance(event, Send):
             self._activity()
-            await self._on_send(event)
-        # ACK/NACK, BEGIN/COMMIT/ABORT and DISCONNECT need nothing more: the protocol did the bookkeeping
+            await self._on_send(event, event.receipt)
+        elif isinstance(event, Commit):
+            await self._on_commit(event)
+        # ACK/NACK, BEGIN/ABORT and DISCONNECT need nothing more: the protocol did the bookkeeping
         # (push-only: nothing is redelivered), and receipts are sent by the caller.
 
     async def _on_connect(self, event: Connect) -> None:
@@ -205,7 +286,17 @@ class StompConsumer(AsyncConsumer):
         if user is not None and getattr(user, "is_authenticated", False):
             self.user_key = user_hash(user)
         # Join the session's group before reading the session: a close broadcast meanwhile is not missed.
-        await self.hub.bind(self)
+        self._binding = True
+        try:
+            await self.hub.bind(self)
+        except BaseException:
+            self._binding = False
+            self.hub.unbind(self)
+            raise
+        self._binding = False
+        if self._closing:  # closed while joining: _unregister left the binding to us
+            self.hub.unbind(self)
+            return
         state = await database_sync_to_async(read_session)(session_key) if session_key else None
         if self._closing:
             return
@@ -245,7 +336,10 @@ class StompConsumer(AsyncConsumer):
             return False
 
     async def _on_subscribe(self, event: Subscribe) -> None:
-        destination = event.destination
+        # The subscription this frame created, not the protocol's current one under its id: later frames of the
+        # same message may already have ended it and reused the id for another destination.
+        subscription = event.subscription
+        destination = subscription.destination
         kind = self._destination_kind(destination, event.receipt)
         if kind is None:
             return
@@ -259,10 +353,16 @@ class StompConsumer(AsyncConsumer):
         if not await authorize(self.user, "subscribe", destination, self.config):
             self._refuse("access denied to " + _short(destination), "subscription refused", event.receipt)
             return
-        subscription = self.protocol.subscriptions[event.id]
+        if self._closing:
+            return
         if kind is Kind.TOPIC:
-            self._topic_subs.append(subscription)
+            # Listed in _topic_subs only once joined: a close meanwhile leaves this one to us, and a failed or
+            # cancelled join takes its own registration back.
             await self.hub.add_subscription(self, subscription)
+            if self._closing:
+                self.hub.remove_subscription(self, subscription)
+            else:
+                self._topic_subs.append(subscription)
         else:
             self._user_subs.setdefault(destination, []).append(subscription)
             if destination == self.config.session_destination:
@@ -270,19 +370,25 @@ class StompConsumer(AsyncConsumer):
                 self._arm_session_timer()  # sends "expiring" now if the notice window has begun
 
     def _on_unsubscribe(self, event: Unsubscribe) -> None:
-        for subs in (self._topic_subs, self._user_subs.get(event.destination, [])):
-            for sub in subs:
-                if sub.id == event.id:
-                    subs.remove(sub)
+        subscription = event.subscription
+        destination = subscription.destination
+        for subs in (self._topic_subs, self._user_subs.get(destination, [])):
+            for index, sub in enumerate(subs):
+                if sub is subscription:
+                    del subs[index]
                     break
-        if not self._user_subs.get(event.destination, True):
-            del self._user_subs[event.destination]
+        if not self._user_subs.get(destination, True):
+            del self._user_subs[destination]
         if self.hub is not None:
-            self.hub.remove_subscription(self, Subscription(event.id, event.destination))
+            self.hub.remove_subscription(self, subscription)
 
-    async def _on_send(self, event: Send) -> None:
+    async def _on_send(self, event: Send, receipt: str | None, authorized: bool = False) -> None:
+        """Check a SEND when it arrives, and carry it out unless a transaction holds it until COMMIT.
+
+        ``receipt`` goes on a refusal's ERROR: the SEND's own, or the COMMIT's for a SEND carried out at COMMIT.
+        """
         destination = event.destination
-        kind = self._destination_kind(destination, event.receipt)
+        kind = self._destination_kind(destination, receipt)
         if kind is None:
             return
         if kind is Kind.USER or (kind is Kind.TOPIC and not self.config.client_send_to_topics):
@@ -290,12 +396,18 @@ class StompConsumer(AsyncConsumer):
                 "SEND not allowed to " + _short(destination),
                 "clients may SEND to /app/ destinations"
                 + ("" if kind is Kind.USER else " (set STOMP_PUSH['CLIENT_SEND_TO_TOPICS'] to allow /topic/)"),
-                event.receipt,
+                receipt,
             )
             return
-        if not await authorize(self.user, "send", destination, self.config):
-            self._refuse("access denied to " + _short(destination), "SEND refused", event.receipt)
+        if not authorized and not await authorize(self.user, "send", destination, self.config):
+            self._refuse("access denied to " + _short(destination), "SEND refused", receipt)
             return
+        found = handlers.resolve(destination) if kind is Kind.APP else None
+        if kind is Kind.APP and found is None:
+            self._refuse("no handler for " + _short(destination), "nothing handles it", receipt)
+            return
+        if self._closing or (event.transaction is not None and not authorized):
+            return  # held: carried out at COMMIT
         if kind is Kind.TOPIC:
             await apush(
                 destination,
@@ -304,12 +416,16 @@ class StompConsumer(AsyncConsumer):
                 content_type=event.headers.get("content-type"),
             )
             return
-        found = handlers.resolve(destination)
-        if found is None:
-            self._refuse("no handler for " + _short(destination), "nothing handles it", event.receipt)
-            return
         handler, params = found
         await handler.call(handlers.Message(self, event, params))
+
+    async def _on_commit(self, event: Commit) -> None:
+        """Carry out the transaction's SENDs, in order; each was checked and authorized when it arrived."""
+        for held in event.events:
+            if self._closing:
+                return
+            if isinstance(held, Send):
+                await self._on_send(held, event.receipt, authorized=True)
 
     def _destination_kind(self, destination: str, receipt: str | None) -> Kind | None:
         try:
@@ -389,7 +505,7 @@ class StompConsumer(AsyncConsumer):
     def _slow_consumer(self, why: str) -> None:
         if self.hub is not None:
             self.hub.stats["slow_consumers"] += 1
-        logger.warning("django-stomp-push: closing slow consumer %s: %s", self.connection_id, why)
+        logger.warning("django-stomp-push: closing slow consumer %s: %s", self.connection_id, for_log(why))
         self._out.clear()
         self._out_bytes = 0
         self.close(CLOSE_POLICY_VIOLATION, "slow consumer", f"the client is not reading: {why}")
@@ -442,7 +558,7 @@ class StompConsumer(AsyncConsumer):
         if message is not None:
             error = self.protocol.error(message, detail, receipt_id, headers)
             self._out.append({"type": "websocket.send", "text": error.decode("utf-8", "replace")})
-            logger.info("django-stomp-push: closing %s with %d: %s", self.connection_id, code, message)
+            logger.info("django-stomp-push: closing %s with %d: %s", self.connection_id, code, for_log(message))
         close: dict[str, Any] = {"type": "websocket.close", "code": code}
         if message:
             close["reason"] = message[:120]
@@ -472,15 +588,22 @@ class StompConsumer(AsyncConsumer):
             for sub in self._topic_subs:
                 hub.remove_subscription(self, sub)
             self._topic_subs.clear()
-            hub.unbind(self)
+            if not self._binding:  # else the CONNECT in progress unbinds once its joins are done
+                hub.unbind(self)
 
     async def _shutdown(self) -> None:
         self._closing = True
         self._unregister()
         self._out.clear()
-        for task in (self._writer, *self._tasks):
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        # The event being carried out may be joining a channel-layer group: let it finish and account for its own
+        # registration (a cancelled join gives its count back by itself), within a bound.
+        await asyncio.wait([self._processor], timeout=_SHUTDOWN_GRACE)
+        for task in (self._processor, self._writer, *self._tasks):
             task.cancel()
-        await asyncio.gather(self._writer, *self._tasks, return_exceptions=True)
+        await asyncio.gather(self._processor, self._writer, *self._tasks, return_exceptions=True)
 
     # -- timers: heart-beats, session expiry, activity ------------------------------------------------------
 
@@ -532,17 +655,22 @@ class StompConsumer(AsyncConsumer):
             self._enqueue({"type": "websocket.send", "text": "\n"}, 1)
         self._timer("hb-send", interval, self._heartbeat_send)
 
-    def _heartbeat_check(self) -> None:
+    def _heartbeat_check(self, confirming: bool = False) -> None:
         expect = self.protocol.heartbeat[1] / 1000
         allowed = expect * self.config.heartbeat_grace
         silent = self._loop.time() - self._last_received
-        if silent > allowed:
-            self.close(
-                CLOSE_POLICY_VIOLATION,
-                "heart-beat timeout",
-                f"no data from the client for {silent:.1f}s; heart-beats were negotiated every {expect:g}s "
-                f"(closing after {allowed:g}s)",
-            )
+        if silent > allowed and self._room is None:
+            if confirming:
+                self.close(
+                    CLOSE_POLICY_VIOLATION,
+                    "heart-beat timeout",
+                    f"no data from the client for {silent:.1f}s; heart-beats were negotiated every {expect:g}s "
+                    f"(closing after {allowed:g}s)",
+                )
+                return
+            # Look once more after the event loop has served its sockets: when the loop was busy (a storm), the
+            # client's bytes may have reached the server and wait to be read, and the silence is ours.
+            self._timer("hb-check", min(0.25, allowed / 4), lambda: self._heartbeat_check(confirming=True))
             return
         self._timer("hb-check", max(0.01, allowed - silent), self._heartbeat_check)
 

@@ -38,7 +38,13 @@ def install() -> bool:
             code = message.get("code") or 1000
             if isinstance(code, int) and _valid_code(code):
                 reason = message.get("reason") or ""
-                reason_utf8 = reason.encode("utf-8")[:123] if isinstance(reason, str) else b""
+                # At most 123 bytes (RFC 6455 §5.5), cut on a character boundary: a split character would make the
+                # close frame invalid UTF-8, and the client would fail the connection instead of reading the reason.
+                reason_utf8 = (
+                    reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+                    if isinstance(reason, str)
+                    else b""
+                )
                 self.sendCloseFrame(code=code, reasonUtf8=reason_utf8 or None, isReply=False)
                 return None
         return original(self, message)
@@ -90,6 +96,24 @@ class DaphneTransport:
             return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         except (AttributeError, TypeError):
             return 0
+
+    def pause_reading(self) -> bool:
+        """Stop reading from the client's socket (Twisted's ``IProducer.pauseProducing``); False if not possible.
+
+        daphne queues every WebSocket message for the application without a bound, so not calling ``receive()``
+        does not slow a flooding client down on daphne: its socket has to stop being read.
+        """
+        transport = getattr(self.protocol, "transport", None)
+        pause = getattr(transport, "pauseProducing", None)
+        if pause is None or not callable(getattr(transport, "resumeProducing", None)):
+            return False
+        pause()
+        return True
+
+    def resume_reading(self) -> None:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is not None and getattr(transport, "connected", False):
+            transport.resumeProducing()
 
     def send_now(self, message: dict[str, Any]) -> bool:
         """Send a ``websocket.send`` message synchronously; False when the WebSocket is not open (any more)."""

@@ -7,14 +7,25 @@ per subscriber; the hub renders the shared part of the MESSAGE frame once and ha
 copy through the connection's bounded outbound buffer (:class:`Outlet`). No await happens inside a broadcast,
 and the hub iterates over a snapshot, so a connection that closes meanwhile cannot break it for the others.
 
+Group membership goes through one bounded path per hub (:class:`Membership`): connections only count their uses
+of a group, and a few workers bring the channel layer in line with at most :data:`MEMBERSHIP_CONCURRENCY`
+commands in flight. Thousands of groups left at once (clients with hundreds of subscriptions dropping together,
+a mass logout) would otherwise take one redis-py pool connection each; past ``max_connections`` the pool raises
+for every command of the process, the SUBSCRIBEs and pushes of unrelated clients included. The in-memory layer
+needs no commands and pays for none of this.
+
 channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
-restart, so the hub re-joins every group it needs periodically and after every channel-layer failure.
+restart, so the hub re-joins every group it needs periodically and after every channel-layer failure. A restart
+resets the connection of the receive loop's blocking read, so the loop fails at once; until the hub has re-joined,
+pushes to the restarted Redis succeed and reach nobody. The hub therefore retries the re-join every
+:data:`RECOVERY_INTERVAL` rather than with a growing backoff, and logs the outage once, then once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -32,6 +43,17 @@ END_SESSIONS = "stomp_push.end_sessions"
 SESSIONS_SWEPT = "stomp_push.sessions_swept"
 #: session keys per query when a hub checks its connections' sessions after a sweep
 SWEEP_CHECK_SIZE = 1000
+#: channel-layer group commands (join, leave, re-join) one hub has in flight at most: a few connections of the
+#: redis-py pool, however many groups change at once
+MEMBERSHIP_CONCURRENCY = 8
+#: attempts to leave a group before it is left to the layer's ``group_expiry``, the first retry after
+#: :data:`LEAVE_RETRY_DELAY` seconds, doubling
+LEAVE_ATTEMPTS = 4
+LEAVE_RETRY_DELAY = 0.5
+#: seconds between re-join attempts while the channel layer fails: a restarted Redis is noticed this soon
+RECOVERY_INTERVAL = 0.2
+#: seconds between log lines while the channel layer keeps failing (the first failure is logged at once)
+OUTAGE_LOG_INTERVAL = 60.0
 
 
 class Outlet(Protocol):
@@ -86,6 +108,242 @@ class Rendered:
         return tail
 
 
+class Membership:
+    """The channel-layer groups of one hub, each with the number of its local users.
+
+    :meth:`join` counts a user and returns once the group is joined on the layer; :meth:`leave` uncounts one and
+    returns at once. The layer is brought in line by workers that take the groups whose state differs, joins
+    before leaves (a client waits for its RECEIPT; nobody waits for a leave), with at most ``concurrency``
+    commands in flight, re-joins included. One group has one command in flight at a time; a leave still queued
+    when the group is joined again costs no command at all.
+    """
+
+    def __init__(self, layer: Any, local: bool, concurrency: int = MEMBERSHIP_CONCURRENCY) -> None:
+        self.layer = layer
+        #: The in-memory layer: counting is all there is to do (see layers.group_send).
+        self.local = local
+        self.concurrency = concurrency
+        self.channel_name: str | None = None
+        #: group -> local users of it; a group is wanted while it is here
+        self.refs: dict[str, int] = {}
+        #: groups the layer has this hub in, as far as it answered
+        self._added: set[str] = set()
+        #: groups a command failed for midway: in or not, they are left when nobody wants them
+        self._unsure: set[str] = set()
+        #: the pending join of a group, shared by every caller waiting for it
+        self._joins: dict[str, asyncio.Future[None]] = {}
+        #: groups to look at, in order (dicts as ordered sets)
+        self._to_join: dict[str, None] = {}
+        self._to_leave: dict[str, None] = {}
+        #: groups with a command in flight; looked at again when it ends
+        self._busy: set[str] = set()
+        self._leave_failures: dict[str, int] = {}
+        self._unleft: list[str] = []
+        self._slots = asyncio.Semaphore(concurrency)
+        self._workers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def has_joined(self, group: str) -> bool:
+        return group in self.refs
+
+    @property
+    def pending(self) -> int:
+        """Groups waiting for a command or in one (leaves waiting for a retry not included)."""
+        return len(self._to_join) + len(self._to_leave) + len(self._busy)
+
+    async def join(self, group: str) -> None:
+        """Count one more local user of ``group``; wait until the hub is in it on the channel layer.
+
+        Callers of the same group meanwhile share one join; one cancelled while waiting (its client left)
+        neither cancels nor fails it for the others. A failed join fails its waiters; the next caller tries again.
+        """
+        self.refs[group] = self.refs.get(group, 0) + 1
+        if self.local or (group in self._added and group not in self._busy):
+            return
+        joining = self._joins.get(group)
+        if joining is None:
+            joining = self._joins[group] = asyncio.get_running_loop().create_future()
+            joining.add_done_callback(_retrieve)
+            self._schedule(group)
+        try:
+            await asyncio.shield(joining)
+        except BaseException:
+            self.leave(group)  # this caller registers nothing: give its count back
+            raise
+
+    def leave(self, group: str) -> None:
+        """Count one local user of ``group`` less; the last one's leave is queued for the channel layer."""
+        refs = self.refs.get(group, 0) - 1
+        if refs > 0:
+            self.refs[group] = refs
+            return
+        self.refs.pop(group, None)
+        if not self.local:
+            self._schedule(group)
+
+    async def rejoin(self) -> None:
+        """Join every joined group again, ``concurrency`` at a time at most with the other commands; raises the
+        first failure (the others in flight end, no new one starts)."""
+        if self.local:
+            return
+        groups = iter(list(self._added))
+        errors: list[Exception] = []
+
+        async def rejoin_some() -> None:
+            for group in groups:
+                if errors:
+                    return
+                if group not in self.refs or group not in self._added or group in self._busy:
+                    continue  # being left, or a command of the workers is on it
+                self._busy.add(group)
+                try:
+                    async with self._slots:
+                        await self.layer.group_add(group, self.channel_name)
+                except Exception as error:
+                    errors.append(error)
+                finally:
+                    self._busy.discard(group)
+                    self._recheck(group)
+
+        await asyncio.gather(*(rejoin_some() for _ in range(self.concurrency)))
+        if errors:
+            raise errors[0]
+
+    # -- the workers ----------------------------------------------------------------------------------------
+
+    def _schedule(self, group: str) -> None:
+        if group in self._busy:
+            return  # its command's end looks at it again
+        if group in self.refs:
+            self._to_leave.pop(group, None)
+            self._to_join[group] = None
+        else:
+            self._to_join.pop(group, None)
+            self._to_leave[group] = None
+        if self._workers < min(self.concurrency, len(self._to_join) + len(self._to_leave)):
+            self._workers += 1
+            task = asyncio.get_running_loop().create_task(self._work(), name="django_stomp_push groups")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _recheck(self, group: str) -> None:
+        """After a command on ``group``: queue it again if what is wanted changed meanwhile."""
+        if group in self.refs:
+            unsettled = group not in self._added or group in self._joins
+        else:
+            unsettled = group in self._added or group in self._unsure or group in self._joins
+        if unsettled:
+            self._schedule(group)
+
+    async def _work(self) -> None:
+        try:
+            while self._to_join or self._to_leave:
+                queue = self._to_join or self._to_leave
+                group = next(iter(queue))
+                del queue[group]
+                if group in self.refs and group not in self._added:
+                    command = self._add
+                elif group not in self.refs and (group in self._added or group in self._unsure):
+                    command = self._discard
+                else:  # nothing to do: joined already (a queued leave and a re-join cancelled out), or left
+                    joining = self._joins.pop(group, None)
+                    if joining is not None and not joining.done():
+                        joining.set_result(None)
+                    continue
+                self._busy.add(group)
+                try:
+                    async with self._slots:
+                        again = await command(group)
+                finally:
+                    self._busy.discard(group)
+                if again:
+                    self._recheck(group)
+        finally:
+            # Counted down here, not in a done callback: a group queued between this worker's last look at
+            # the queues and such a callback would find no worker to start and wait for the next change.
+            self._workers -= 1
+        if self._unleft and not self._workers:
+            logger.warning(
+                "could not leave %d channel-layer groups (%s, ...) after %d attempts; they expire on their own",
+                len(self._unleft),
+                self._unleft[0],
+                LEAVE_ATTEMPTS,
+            )
+            self._unleft.clear()
+
+    async def _add(self, group: str) -> bool:
+        """group_add; True when the group should be looked at again."""
+        try:
+            await self.layer.group_add(group, self.channel_name)
+        except Exception as error:
+            self._unsure.add(group)  # its first command may have landed
+            joining = self._joins.pop(group, None)  # (callers that came meanwhile share it: they fail too)
+            if joining is not None and not joining.done():
+                joining.set_exception(error)
+            # While wanted, its waiters leave on the error; the last leave queues it. Not now: that would retry
+            # the join for callers that have just failed.
+            return group not in self.refs
+        self._added.add(group)
+        self._unsure.discard(group)
+        self._leave_failures.pop(group, None)
+        joining = self._joins.pop(group, None)
+        if joining is not None and not joining.done():
+            joining.set_result(None)
+        return True
+
+    async def _discard(self, group: str) -> bool:
+        """group_discard, retried a few times with backoff; True when the group should be looked at again."""
+        try:
+            await self.layer.group_discard(group, self.channel_name)
+        except Exception:
+            self._added.discard(group)
+            failures = self._leave_failures.get(group, 0) + 1
+            if failures < LEAVE_ATTEMPTS:
+                self._leave_failures[group] = failures
+                self._unsure.add(group)
+                delay = LEAVE_RETRY_DELAY * 2 ** (failures - 1)
+                asyncio.get_running_loop().call_later(delay, self._recheck, group)
+            else:
+                self._leave_failures.pop(group, None)
+                self._unsure.discard(group)
+                self._unleft.append(group)
+            return group in self.refs  # wanted again meanwhile: join it now
+        self._added.discard(group)
+        self._unsure.discard(group)
+        self._leave_failures.pop(group, None)
+        return True
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a join's failure retrieved: every waiter may have been cancelled before it came."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Outage:
+    """A channel layer failing since ``started``: counts the failed attempts, says when to log again."""
+
+    __slots__ = ("failures", "logged", "started")
+
+    def __init__(self, now: float) -> None:
+        self.started = self.logged = now
+        self.failures = 1
+
+    def failed(self, now: float) -> bool:
+        """One more failed attempt; True when it should be logged (once per :data:`OUTAGE_LOG_INTERVAL`)."""
+        self.failures += 1
+        if now - self.logged < OUTAGE_LOG_INTERVAL:
+            return False
+        self.logged = now
+        return True
+
+
+def _one_line() -> str:
+    """The exception being handled, in one line."""
+    error = sys.exc_info()[1]
+    return f"{type(error).__name__}: {error}"
+
+
 class Hub:
     """Local subscriptions of one process and its single channel-layer listener."""
 
@@ -101,8 +359,8 @@ class Hub:
         #: Every connected (CONNECTed) connection of this process.
         self.outlets: set[Outlet] = set()
         self.sessions: dict[str, set[Outlet]] = {}
-        self._joined: dict[str, asyncio.Task[None]] = {}
-        self._refs: dict[str, int] = {}
+        #: The channel-layer groups this hub is in, and the bounded path that joins and leaves them.
+        self.groups = Membership(self.layer, self.local)
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         #: Counters for logs and the benchmark: deliveries, slow consumers closed, layer errors.
@@ -122,7 +380,7 @@ class Hub:
         await asyncio.shield(starting)
 
     async def _start(self) -> None:
-        self.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
+        self.channel_name = self.groups.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
         await self.join(HUBS_GROUP)
         if not self.local:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
@@ -150,21 +408,23 @@ class Hub:
             self._task = None
 
     async def _run(self) -> None:
-        config = get_config()
-        refresh_every = config.group_refresh_interval
+        refresh_every = get_config().group_refresh_interval
         loop = asyncio.get_running_loop()
         next_refresh = loop.time() + refresh_every
-        failures = 0
+        outage: Outage | None = None
         while True:
             try:
-                if failures:
+                if outage is not None:
                     # Re-join before receiving: a restarted Redis has lost our groups, so no message would ever
                     # arrive to end a blocking receive. This raises while the layer is still unreachable.
                     await self._rejoin()
                     logger.warning(
-                        "channel layer %r is back after %d failed receives; re-joining groups", self.alias, failures
+                        "channel layer %r is back after %d failed receives; re-joining groups (%.1fs without it)",
+                        self.alias,
+                        outage.failures,
+                        loop.time() - outage.started,
                     )
-                    failures = 0
+                    outage = None
                 timeout = max(0.1, next_refresh - loop.time())
                 try:
                     message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
@@ -178,77 +438,46 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                failures += 1
                 self.stats["layer_errors"] += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
-                logger.exception(
-                    "django-stomp-push hub: channel layer %r receive failed (%d in a row); pushes and session "
-                    "closes are not delivered to this process until it recovers; retrying in %.1fs",
-                    self.alias,
-                    failures,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                if outage is None:
+                    outage = Outage(loop.time())
+                    logger.exception(
+                        "django-stomp-push hub: channel layer %r receive failed; pushes and session closes are not "
+                        "delivered to this process until it recovers; retrying every %.1fs",
+                        self.alias,
+                        RECOVERY_INTERVAL,
+                    )
+                elif outage.failed(loop.time()):
+                    logger.error(
+                        "django-stomp-push hub: channel layer %r still unreachable after %d attempts in %.0fs: %s",
+                        self.alias,
+                        outage.failures,
+                        loop.time() - outage.started,
+                        _one_line(),
+                    )
+                # A short fixed cadence, not a growing backoff: pushes to a restarted Redis reach nobody until
+                # the groups are re-joined, so the hub must notice the restart as soon as it can. It does notice:
+                # a restart resets the connection of the blocking read that is almost always in flight, and the
+                # receive fails at once (tests/reliability/test_redis_restart.py restarts a real Redis). Between
+                # two reads (a dispatch, channels-redis's bookkeeping: well under the time a restart takes)
+                # redis-py would silently reconnect an idle pooled connection to the new, empty Redis.
+                await asyncio.sleep(RECOVERY_INTERVAL)
 
     # -- groups ---------------------------------------------------------------------------------------------
 
     async def join(self, group: str) -> None:
-        """Count one more local user of ``group``; join it on the channel layer on first use.
-
-        The channel-layer join runs as its own task, shared by every caller that needs the group meanwhile: a
-        caller cancelled while waiting (its client left) neither cancels nor fails the join for the others.
-        """
-        self._refs[group] = self._refs.get(group, 0) + 1
-        joining = self._joined.get(group)
-        if joining is None or (joining.done() and (joining.cancelled() or joining.exception() is not None)):
-            joining = self._joined[group] = asyncio.get_running_loop().create_task(self._group_add(group))
-        try:
-            await asyncio.shield(joining)
-        except BaseException:
-            # This caller registers nothing: give its count back (a failed join is retried by the next caller).
-            self.leave(group)
-            raise
-
-    async def _group_add(self, group: str) -> None:
-        if not self.local:
-            await self.layer.group_add(group, self.channel_name)
+        """Count one more local user of ``group``; return once the hub is in it (see :meth:`Membership.join`)."""
+        await self.groups.join(group)
 
     def leave(self, group: str) -> None:
         """Count one local user of ``group`` less; the last one leaves the group on the channel layer."""
-        refs = self._refs.get(group, 0) - 1
-        if refs > 0:
-            self._refs[group] = refs
-            return
-        self._refs.pop(group, None)
-        joining = self._joined.pop(group, None)
-        if joining is None or self.local:
-            return
-        if joining.done():
-            self._spawn_discard(group, joining)
-        else:  # still joining: leave once the join has landed
-            joining.add_done_callback(lambda _: self._spawn_discard(group, joining))
-
-    def _spawn_discard(self, group: str, joining: asyncio.Task[None]) -> None:
-        if joining.cancelled() or joining.exception() is not None:
-            return  # never joined
-        task = asyncio.get_running_loop().create_task(self._discard(group))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    async def _discard(self, group: str) -> None:
-        if group in self._joined:  # joined again meanwhile
-            return
-        try:
-            await self.layer.group_discard(group, self.channel_name)
-        except Exception:
-            logger.warning("could not leave channel-layer group %s; it expires on its own", group, exc_info=True)
+        self.groups.leave(group)
 
     async def _rejoin(self) -> None:
-        for group in list(self._joined):
-            await self.layer.group_add(group, self.channel_name)
+        await self.groups.rejoin()
 
     def has_joined(self, group: str) -> bool:
-        return group in self._joined
+        return self.groups.has_joined(group)
 
     # -- registrations (called by connections) --------------------------------------------------------------
 
@@ -286,11 +515,22 @@ class Hub:
         ]
 
     async def bind(self, outlet: Outlet) -> None:
-        """Register a connection under its user and session, joining their groups."""
+        """Register a connection under its user and session, joining their groups.
+
+        If a join fails or the caller is cancelled, the membership being joined is taken back here (the join
+        gave its count back): :meth:`unbind` then releases exactly what was registered.
+        """
         self.outlets.add(outlet)
         for table, key, group in self._memberships(outlet):
-            table.setdefault(key, set()).add(outlet)
-            await self.join(group)
+            members = table.setdefault(key, set())
+            members.add(outlet)
+            try:
+                await self.join(group)
+            except BaseException:
+                members.discard(outlet)
+                if not members and table.get(key) is members:
+                    del table[key]
+                raise
 
     def unbind(self, outlet: Outlet) -> None:
         self.outlets.discard(outlet)
@@ -397,7 +637,6 @@ class Hub:
         return ended
 
 
-_background: set[asyncio.Task[Any]] = set()
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = weakref.WeakKeyDictionary()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -656,6 +657,45 @@ async def test_a_client_that_keeps_sending_heart_beats_stays_connected(key):
             await asyncio.sleep(0.05)
         await client.send("SUBSCRIBE", {"id": "0", "destination": "/topic/alive", "receipt": "still-here"})
         await expect_receipt(client, "still-here")
+    await client.close()
+
+
+async def test_a_heart_beat_that_arrived_while_the_server_was_busy_counts(key):
+    """Liveness counts bytes when they reach the server, not when a saturated event loop gets to them."""
+    with stomp_settings(heartbeat=(100, 100), heartbeat_grace=2.0):
+        client = await connected(key, heart_beat="100,0")
+        loop = asyncio.get_running_loop()
+        # A heart-beat reaches the server at 0.3 s, while its event loop is busy for 0.6 s (three times the grace):
+        # when the loop is free again, the overdue check runs first, then the read of what arrived meanwhile.
+        beat = {"type": "websocket.receive", "text": "\n"}
+        loop.call_later(0.3, lambda: asyncio.ensure_future(client.communicator.send_input(beat)))
+        time.sleep(0.6)  # noqa: ASYNC251  (the point: an event loop busy with other work)
+        await asyncio.sleep(0)
+        for _ in range(6):
+            await client.send_raw("\n")
+            await asyncio.sleep(0.05)
+        await client.send("SUBSCRIBE", {"id": "0", "destination": "/topic/alive", "receipt": "still-here"})
+        await expect_receipt(client, "still-here")
+    await client.close()
+
+
+async def test_a_client_is_not_blamed_for_silence_while_the_server_waits_on_the_channel_layer(key, monkeypatch):
+    from django_stomp_push.hub import Hub
+
+    joined = asyncio.Event()
+
+    async def slow_join(self, group):  # a stalled channel layer: the SUBSCRIBE's group join takes 0.6 s
+        await asyncio.sleep(0.6)
+        joined.set()
+
+    with stomp_settings(heartbeat=(100, 100), heartbeat_grace=2.0):
+        client = await connected(key, heart_beat="100,0")
+        monkeypatch.setattr(Hub, "join", slow_join)
+        await client.send("SUBSCRIBE", {"id": "0", "destination": "/topic/stalled", "receipt": "joined"})
+        while not joined.is_set():
+            await client.send_raw("\n")
+            await asyncio.sleep(0.05)
+        await expect_receipt(client, "joined")
     await client.close()
 
 

@@ -144,7 +144,7 @@ async def test_every_group_a_live_connection_joins_reveals_nothing(alice, login)
     await subscribe(client, "/topic/secret-project", "t")
     await subscribe(client, "/user/queue/x", "u")
     hub = await get_hub()
-    groups = set(hub._joined)
+    groups = set(hub.groups.refs)
     assert len(groups) >= 4  # hubs, destination, user, session
     for group in groups:
         assert group.isascii() and len(group) < 100, group

@@ -6,8 +6,13 @@
 knows about sockets, asyncio or Django.
 
 Errors are raised as :class:`~.errors.StompError`; the caller answers with :meth:`ServerConnection.error` and
-closes. Transactions are handled here entirely: SEND/ACK/NACK frames inside a transaction are held until COMMIT
-and then returned as ordinary events (ABORT drops them).
+closes. Transactions: a SEND/ACK/NACK inside a transaction is returned when it arrives (so the application can
+check its destination and answer its receipt then) and held; :class:`Commit` carries the held events, in order,
+for the application to carry out (ABORT drops them).
+
+Every event carries its own data (a :class:`Subscribe` its new :class:`Subscription`, an :class:`Unsubscribe` the
+one it ended): an application that carries events out later than they were parsed, in order, never needs to look
+at the connection's current state, which may already be several frames ahead.
 """
 
 from __future__ import annotations
@@ -58,12 +63,16 @@ class Subscribe(Event):
     destination: str
     ack: str
     headers: dict[str, str]
+    #: The subscription this frame created (the connection may have ended it by the time the event is carried out).
+    subscription: Subscription | None = field(default=None, compare=False, kw_only=True)
 
 
 @dataclass(slots=True)
 class Unsubscribe(Event):
     id: str
     destination: str
+    #: The subscription this frame ended: the same object its :class:`Subscribe` event carried.
+    subscription: Subscription | None = field(default=None, compare=False, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -93,9 +102,10 @@ class Begin(Event):
 
 @dataclass(slots=True)
 class Commit(Event):
-    """Sent after the committed frames' own events."""
+    """The transaction's held SEND/ACK/NACK events, in the order they arrived, to be carried out now."""
 
     transaction: str
+    events: list[Event] = field(default_factory=list, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -166,19 +176,32 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse ``data`` and return the events it completes. Raises :class:`StompError` on any violation."""
-        if self.state is State.CLOSED:
-            return []
-        events: list[Event] = []
-        self._parser.receive_data(data)
-        # Frame by frame: a CONNECT changes how the frames after it in the same chunk are parsed.
-        while self.state is not State.CLOSED and (frame := self._parser.next_frame()) is not None:
-            try:
-                self._handle(frame, events)
-            except StompError as exc:
-                if exc.receipt_id is None:
-                    exc.receipt_id = frame.headers.get("receipt")
-                raise
+        events, error = self.receive_events(data)
+        if error is not None:
+            raise error
         return events
+
+    def receive_events(self, data: bytes) -> tuple[list[Event], StompError | None]:
+        """Parse ``data``: the events of every complete frame before the first violation, and that violation.
+
+        After a violation the connection is closed: later data is ignored. The events before it are valid and
+        happened first, so an application carries them out, in order, before it answers the violation.
+        """
+        events: list[Event] = []
+        if self.state is State.CLOSED:
+            return events, None
+        self._parser.receive_data(data)
+        frame: Frame | None = None
+        try:
+            # Frame by frame: a CONNECT changes how the frames after it in the same chunk are parsed.
+            while self.state is not State.CLOSED and (frame := self._parser.next_frame()) is not None:
+                self._handle(frame, events)
+        except StompError as exc:
+            if exc.receipt_id is None and frame is not None:
+                exc.receipt_id = frame.headers.get("receipt")
+            self.state = State.CLOSED
+            return events, exc
+        return events, None
 
     def _handle(self, frame: Frame, events: list[Event]) -> None:
         command = frame.command
@@ -193,8 +216,6 @@ class ServerConnection:
             raise ProtocolViolation("already connected", f"a second {command} frame on one connection")
         receipt = frame.headers.get("receipt")
         event = getattr(self, "_on_" + command.lower())(frame, receipt)
-        if event is None:
-            return
         transaction = getattr(event, "transaction", None)
         if command in ("SEND", "ACK", "NACK") and transaction is not None:
             held = self._transaction(transaction)
@@ -204,13 +225,9 @@ class ServerConnection:
                     f"transaction {transaction!r} holds {len(held)} frames; the limit is "
                     f"{self.limits.max_transaction_frames}",
                 )
-            event.receipt = None
             held.append(event)
-            if receipt is not None:
-                events.append(Event(receipt=receipt))
-            return
-        if command == "COMMIT":
-            events.extend(self._transactions.pop(event.transaction))
+        elif command == "COMMIT":
+            event.events = self._transactions.pop(event.transaction)
         events.append(event)
 
     def _connect(self, frame: Frame) -> Connect:
@@ -284,8 +301,8 @@ class ServerConnection:
                 "too many subscriptions", f"the limit is {self.limits.max_subscriptions} per connection"
             )
         prefix = encode_headers("MESSAGE", [("subscription", sub_id)], self.version)[:-1] + "message-id:"
-        self.subscriptions[sub_id] = Subscription(sub_id, destination, ack, prefix)
-        return Subscribe(sub_id, destination, ack, frame.headers, receipt=receipt)
+        subscription = self.subscriptions[sub_id] = Subscription(sub_id, destination, ack, prefix)
+        return Subscribe(sub_id, destination, ack, frame.headers, receipt=receipt, subscription=subscription)
 
     def _on_unsubscribe(self, frame: Frame, receipt: str | None) -> Unsubscribe:
         if self.version == V10:
@@ -301,7 +318,7 @@ class ServerConnection:
             del self._pending[message_id]
         for name, settled in self._settled_in.items():  # an ABORT must not bring them back
             self._settled_in[name] = [(m, s) for m, s in settled if s != sub_id]
-        return Unsubscribe(sub_id, sub.destination, receipt=receipt)
+        return Unsubscribe(sub_id, sub.destination, receipt=receipt, subscription=sub)
 
     def _on_ack(self, frame: Frame, receipt: str | None, cls: type[Ack] = Ack) -> Ack:
         if self.version == V12:

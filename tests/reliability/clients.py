@@ -170,24 +170,40 @@ class StompClient:
         await self.ws.close()
 
 
-class StalledClient:
-    """A subscriber that stops reading: a plain socket with a small receive buffer that speaks just enough
-    WebSocket (handshake, masked frames) to CONNECT and SUBSCRIBE, then never calls ``recv`` again."""
+def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One client-to-server WebSocket frame (FIN set, masked as RFC 6455 requires of clients)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    repeated = (mask * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(length, "big")
+    return header + mask + masked
 
-    def __init__(self, server: DaphneServer, session_key: str, rcvbuf: int = 4096) -> None:
+
+class RawWebSocket:
+    """A WebSocket client on a plain socket that does the handshake and the framing by hand, for what a client
+    library would not send: one byte per message, a flood written without reading, a client that never reads."""
+
+    def __init__(self, server: DaphneServer, session_key: str | None = None, rcvbuf: int | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # Before connect(), so the window advertised to the server stays small.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if rcvbuf is not None:  # before connect(), so the window advertised to the server stays small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(10)
         self.sock.connect(("127.0.0.1", server.port))
         key = base64.b64encode(os.urandom(16)).decode()
+        cookie = f"Cookie: sessionid={session_key}\r\n" if session_key else ""
         request = (
             "GET /ws/stomp/ HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{server.port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             "Sec-WebSocket-Protocol: v12.stomp\r\n"
-            f"Origin: {server.http_url}\r\nCookie: sessionid={session_key}\r\n\r\n"
+            f"Origin: {server.http_url}\r\n{cookie}\r\n"
         )
         self.sock.sendall(request.encode())
         self.buffer = b""
@@ -204,23 +220,11 @@ class StalledClient:
         return head
 
     def send_text(self, text: str) -> None:
-        payload = text.encode()
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | length)
-        elif length < 65536:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+        self.sock.sendall(masked_frame(text.encode()))
 
-    def connect_and_subscribe(self, destination: str) -> None:
-        """CONNECT and SUBSCRIBE with a receipt, reading until the RECEIPT: after this, no more reads."""
-        self.send_text(stomp_frame("CONNECT", {"accept-version": "1.2", "host": "127.0.0.1", "heart-beat": "0,0"}))
-        self.send_text(stomp_frame("SUBSCRIBE", {"id": "0", "destination": destination, "receipt": "subscribed"}))
-        self._read_until(b"receipt-id:subscribed")
+    def send_messages(self, payloads: Iterable[bytes]) -> None:
+        """Each payload as its own text message, all written at once (the server reads them at its pace)."""
+        self.sock.sendall(b"".join(masked_frame(payload) for payload in payloads))
 
     def drain(self, timeout: float) -> tuple[int, str]:
         """Read everything left until the server ends the TCP connection; (bytes read, "eof" or "reset")."""
@@ -237,6 +241,19 @@ class StalledClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class StalledClient(RawWebSocket):
+    """A subscriber that stops reading: a small receive buffer, CONNECT and SUBSCRIBE, then never ``recv`` again."""
+
+    def __init__(self, server: DaphneServer, session_key: str, rcvbuf: int = 4096) -> None:
+        super().__init__(server, session_key, rcvbuf)
+
+    def connect_and_subscribe(self, destination: str) -> None:
+        """CONNECT and SUBSCRIBE with a receipt, reading until the RECEIPT: after this, no more reads."""
+        self.send_text(stomp_frame("CONNECT", {"accept-version": "1.2", "host": "127.0.0.1", "heart-beat": "0,0"}))
+        self.send_text(stomp_frame("SUBSCRIBE", {"id": "0", "destination": destination, "receipt": "subscribed"}))
+        self._read_until(b"receipt-id:subscribed")
 
 
 # -- processes ----------------------------------------------------------------------------------------------
@@ -349,3 +366,10 @@ def queued(redis_server: RedisServer, channel: bytes) -> int:
     # channels-redis keeps one queue per process, under its prefix ("asgi", no separator) and the channel name
     # up to its "!".
     return redis.Redis(port=redis_server.port).zcard(b"asgi" + channel.partition(b"!")[0] + b"!")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, in seconds (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -708,23 +708,26 @@ def transaction_with_three_frames() -> ServerConnection:
         ("NACK", {"id": "m1", "transaction": "t1"}),
     ],
 )
-def test_frames_in_a_transaction_are_held(command: str, headers: dict[str, str]) -> None:
+def test_frames_in_a_transaction_are_returned_when_they_arrive_and_held(command: str, headers: dict[str, str]) -> None:
     conn = connect()
     subscribe(conn, "s1", ack="client")
     deliver(conn, "m1")
     conn.receive_data(wire("BEGIN", {"transaction": "t1"}))
-    assert conn.receive_data(wire(command, headers)) == []
+    (event,) = conn.receive_data(wire(command, headers))
+    assert event.transaction == "t1"
+    (commit,) = conn.receive_data(wire("COMMIT", {"transaction": "t1"}))
+    assert commit.events == [event]
 
 
-def test_commit_releases_held_frames_in_order_followed_by_commit() -> None:
+def test_commit_carries_the_held_frames_in_order() -> None:
     conn = transaction_with_three_frames()
     events = conn.receive_data(wire("COMMIT", {"transaction": "t1", "receipt": "c"}))
-    assert events == [
+    held = [
         Send("/a", {"destination": "/a", "transaction": "t1"}, b"1", "t1"),
         Ack("m1", "s1", "t1"),
         Send("/b", {"destination": "/b", "transaction": "t1"}, b"2", "t1"),
-        Commit("t1", receipt="c"),
     ]
+    assert events == [Commit("t1", receipt="c", events=held)]
 
 
 def test_abort_drops_held_frames() -> None:
@@ -740,22 +743,45 @@ def test_transaction_is_over_after_commit_or_abort(end: str) -> None:
         conn.receive_data(wire("SEND", {"destination": "/q", "transaction": "t1"}))
 
 
-def test_send_in_a_transaction_with_a_receipt_gives_a_bare_receipt_event() -> None:
+def test_send_in_a_transaction_with_a_receipt_carries_its_receipt_when_it_arrives() -> None:
     conn = connect()
     conn.receive_data(wire("BEGIN", {"transaction": "t1"}))
-    assert conn.receive_data(wire("SEND", {"destination": "/q", "transaction": "t1", "receipt": "r"})) == [
-        Event(receipt="r")
-    ]
-    (send, _) = conn.receive_data(wire("COMMIT", {"transaction": "t1"}))
-    assert isinstance(send, Send) and send.receipt is None
+    (send,) = conn.receive_data(wire("SEND", {"destination": "/q", "transaction": "t1", "receipt": "r"}))
+    assert isinstance(send, Send) and send.receipt == "r" and send.transaction == "t1"
+    (commit,) = conn.receive_data(wire("COMMIT", {"transaction": "t1"}))
+    assert commit.events == [send]
 
 
-def test_ack_in_a_transaction_with_a_receipt_gives_a_bare_receipt_event() -> None:
+def test_ack_in_a_transaction_with_a_receipt_carries_its_receipt_when_it_arrives() -> None:
     conn = connect()
     subscribe(conn, "s1", ack="client")
     deliver(conn, "m1")
     conn.receive_data(wire("BEGIN", {"transaction": "t1"}))
-    assert conn.receive_data(wire("ACK", {"id": "m1", "transaction": "t1", "receipt": "r"})) == [Event(receipt="r")]
+    assert conn.receive_data(wire("ACK", {"id": "m1", "transaction": "t1", "receipt": "r"})) == [
+        Ack("m1", "s1", "t1", receipt="r")
+    ]
+
+
+def test_events_carry_their_own_subscription_when_an_id_is_reused_in_one_chunk() -> None:
+    conn = connect()
+    chunk = (
+        wire("SUBSCRIBE", {"id": "x", "destination": "/topic/public"})
+        + wire("UNSUBSCRIBE", {"id": "x"})
+        + wire("SUBSCRIBE", {"id": "x", "destination": "/topic/staff"})
+    )
+    first, gone, second = conn.receive_data(chunk)
+    assert first.subscription.destination == gone.subscription.destination == "/topic/public"
+    assert gone.subscription is first.subscription
+    assert second.subscription.destination == "/topic/staff" and second.subscription is not first.subscription
+
+
+def test_receive_events_returns_the_frames_before_a_violation_and_the_violation() -> None:
+    conn = connect()
+    events, error = conn.receive_events(
+        wire("SEND", {"destination": "/a"}) + wire("SUBSCRIBE", {"destination": "/b"}) + wire("SEND", {})
+    )
+    assert [type(e) for e in events] == [Send] and isinstance(error, ProtocolViolation)
+    assert conn.receive_events(wire("SEND", {"destination": "/a"})) == ([], None)  # closed from then on
 
 
 def test_ack_in_an_aborted_transaction_can_be_sent_again() -> None:
