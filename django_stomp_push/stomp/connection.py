@@ -194,7 +194,11 @@ class ServerConnection:
         frame: Frame | None = None
         try:
             # Frame by frame: a CONNECT changes how the frames after it in the same chunk are parsed.
-            while self.state is not State.CLOSED and (frame := self._parser.next_frame()) is not None:
+            while self.state is not State.CLOSED:
+                frame = None  # a frame the parser refuses has no receipt to answer with
+                frame = self._parser.next_frame()
+                if frame is None:
+                    break
                 self._handle(frame, events)
         except StompError as exc:
             if exc.receipt_id is None and frame is not None:

@@ -32,8 +32,10 @@ CLIENT_COMMANDS = frozenset(
 SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
 UNESCAPED_COMMANDS = frozenset({"CONNECT", "CONNECTED"})
 
-_ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"})
-_ESCAPE_12 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"})
+# NUL cannot be escaped in any version and would end the frame: it is sent as U+FFFD (the parser refuses it in
+# incoming frames, and push() in its headers; this guards what the application writes itself, e.g. a close reason).
+_ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\x00": "\ufffd"})
+_ESCAPE_12 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r", "\x00": "\ufffd"})
 _UNESCAPE = {
     V11: {"\\": "\\", "n": "\n", "c": ":"},
     V12: {"\\": "\\", "n": "\n", "c": ":", "r": "\r"},
@@ -79,8 +81,9 @@ def unescape(value: str, version: str, command: str = "") -> str:
 
 
 def sanitize_10(value: str) -> str:
-    """STOMP 1.0 cannot carry LF or ``:`` ambiguity-free in values: replace LF/CR so a frame stays well formed."""
-    return value.replace("\r", " ").replace("\n", " ")
+    """STOMP 1.0 cannot carry LF or ``:`` ambiguity-free in values: replace LF/CR (and NUL, which would end the
+    frame) so a frame stays well formed."""
+    return value.replace("\r", " ").replace("\n", " ").replace("\x00", "\ufffd")
 
 
 def encode_headers(command: str, headers: dict[str, str] | list[tuple[str, str]], version: str) -> str:

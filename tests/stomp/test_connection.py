@@ -871,3 +871,12 @@ def test_too_many_frames_in_a_transaction_is_a_limit_exceeded() -> None:
 
 def test_limit_exceeded_is_a_protocol_violation() -> None:
     assert issubclass(LimitExceeded, ProtocolViolation)
+
+
+def test_a_malformed_frame_after_one_with_a_receipt_does_not_borrow_its_receipt() -> None:
+    conn = connect()
+    events, error = conn.receive_events(
+        wire("SEND", {"destination": "/a", "receipt": "r1"}) + b"SEND\nbad header\n\n\x00"
+    )
+    assert [e.receipt for e in events] == ["r1"] and error.message == "malformed header"
+    assert error.receipt_id is None

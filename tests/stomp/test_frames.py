@@ -170,3 +170,12 @@ def test_what_encode_writes_the_parser_reads_back(version: str, headers: dict[st
 def test_connected_reads_back_unescaped(version: str) -> None:
     frame = Frame("CONNECTED", {"version": version, "session": "a\\b:c"})
     assert FrameParser(version=version).feed(encode(frame, version)) == [frame]
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+@pytest.mark.parametrize("command", ["ERROR", "MESSAGE", "CONNECTED"])
+def test_a_nul_in_a_header_the_server_writes_never_ends_the_frame(version: str, command: str) -> None:
+    data = encode(Frame(command, {"message": "bad\x00reason", "x\x00": "v"}, b"body"), version)
+    assert data.count(b"\x00") == 1 and data.endswith(b"body\x00")
+    (frame,) = FrameParser(version=version).feed(data)
+    assert frame.headers["message"] == "bad\ufffdreason" and frame.headers["x\ufffd"] == "v"
