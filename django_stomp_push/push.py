@@ -2,8 +2,19 @@
 
 Each call is one channel-layer ``group_send``: with channels-redis it reaches the delivery hub of every server
 process that has a subscriber (or a connection of that user, or of that session), and nothing else. Delivery is
-at-most-once, like the channel layer under it. The sync versions work from views, signal receivers, Celery tasks
-and ``manage.py shell``; from ``async`` code use the ``a``-prefixed coroutines.
+at-most-once, like the channel layer under it.
+
+The sync versions work from views, signal receivers, Celery tasks and ``manage.py shell``; from ``async`` code
+use the ``a``-prefixed coroutines (a sync version called in an event loop's thread raises RuntimeError). The sync
+versions send from one event loop per process (:mod:`~django_stomp_push.sync_layer`) and wait for the channel
+layer at most ``LAYER_TIMEOUT`` seconds, so a hung Redis cannot hold a request:
+
+- :func:`push` and :func:`push_to_user` then cancel the push and raise ``TimeoutError``;
+- :func:`end_session` and :func:`end_sessions` return False and keep trying in the background, so that a logout
+  during a Redis stall still closes its connections when Redis answers again.
+
+The ``a``-prefixed coroutines wait as long as the layer takes (channels-redis: up to its ``socket_timeout``);
+bound them with ``asyncio.timeout()`` where that matters.
 """
 
 from __future__ import annotations
@@ -11,8 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asgiref.sync import async_to_sync
-
+from . import sync_layer
 from .conf import get_config
 from .destinations import (
     HUBS_GROUP,
@@ -27,12 +37,16 @@ from .destinations import (
     user_group,
     user_hash,
 )
+from .hub import END_SESSIONS, MESSAGE, SESSIONS_SWEPT, USER_MESSAGE
 from .layers import group_send
 
 #: Headers the server sets on every MESSAGE; a push cannot override them.
 RESERVED_HEADERS = frozenset(
     {"destination", "subscription", "message-id", "ack", "content-length", "content-type", "receipt", "transaction"}
 )
+
+#: Session keys per ``end_sessions`` message: a bulk delete becomes a few messages, none of them huge.
+END_SESSIONS_BATCH = 1000
 
 
 def encode_body(body: Any, content_type: str | None = None) -> tuple[str | bytes, str]:
@@ -60,20 +74,61 @@ def _message(kind: str, destination: str, body: Any, headers: dict[str, str] | N
     clash = RESERVED_HEADERS.intersection(extra)
     if clash:
         raise ValueError(f"push headers cannot set {', '.join(sorted(clash))}: the server sets them")
+    for name, value in extra.items():
+        if not name:
+            raise ValueError("push headers cannot have an empty name")
+        if "\x00" in name or "\x00" in value:
+            # NUL ends a STOMP frame: the rest of the header would be read as the next frame.
+            raise ValueError(f"push header {name!r} contains a NUL character, which would end the STOMP frame")
     return {"type": kind, "destination": destination, "body": payload, "content_type": ctype, "headers": extra}
+
+
+def _topic_push(
+    destination: str, body: Any, headers: dict[str, str] | None, content_type: str | None
+) -> tuple[str, dict[str, Any]]:
+    """(group, message) of a push to a ``/topic/`` destination."""
+    if classify(destination) is not Kind.TOPIC:
+        raise DestinationError(
+            f"push() sends to {get_config().topic_prefix} destinations; use push_to_user() for {destination!r}"
+        )
+    return destination_group(destination), _message(MESSAGE, destination, body, headers, content_type)
+
+
+def _user_push(
+    user: Any, destination: str, body: Any, headers: dict[str, str] | None, content_type: str | None
+) -> tuple[str, dict[str, Any]]:
+    """(group, message) of a push to a user's connections."""
+    key = user_hash(user)
+    message = _message(USER_MESSAGE, user_destination(destination), body, headers, content_type)
+    message["user"] = key
+    return user_group(key), message
+
+
+def _session_end(session_key: str, reason: str) -> tuple[str, dict[str, Any]]:
+    key = session_hash(session_key)
+    return session_group(key), {"type": END_SESSIONS, "sessions": [key], "reason": reason}
+
+
+def _sessions_end(session_keys: list[str], reason: str) -> list[tuple[str, dict[str, Any]]]:
+    hashes = session_hashes(session_keys)
+    return [
+        (
+            HUBS_GROUP,
+            {"type": END_SESSIONS, "sessions": hashes[i : i + END_SESSIONS_BATCH], "reason": reason},
+        )
+        for i in range(0, len(hashes), END_SESSIONS_BATCH)
+    ]
 
 
 async def apush(
     destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
 ) -> None:
-    """Send ``body`` to every subscriber of the ``/topic/`` ``destination``, on every server."""
-    if classify(destination) is not Kind.TOPIC:
-        raise DestinationError(
-            f"push() sends to {get_config().topic_prefix} destinations; use push_to_user() for {destination!r}"
-        )
-    await group_send(
-        destination_group(destination), _message("stomp_push.message", destination, body, headers, content_type)
-    )
+    """Send ``body`` to every subscriber of the ``/topic/`` ``destination``, on every server.
+
+    ``headers`` are added to the MESSAGE frame (names and values as ``str``); ValueError for a header the server
+    sets itself, an empty name, or a NUL character in a name or value.
+    """
+    await group_send(*_topic_push(destination, body, headers, content_type))
 
 
 async def apush_to_user(
@@ -82,52 +137,71 @@ async def apush_to_user(
     """Send ``body`` to every connection of ``user`` (instance or pk) subscribed to ``/user`` + ``destination``.
 
     ``destination`` is the user's view without the prefix (``"/queue/notices"``) or with it
-    (``"/user/queue/notices"``); either way only that user's connections receive it.
+    (``"/user/queue/notices"``); either way only that user's connections receive it. ``headers`` as for
+    :func:`apush`.
     """
-    key = user_hash(user)
-    subscribed = user_destination(destination)
-    message = _message("stomp_push.user_message", subscribed, body, headers, content_type)
-    message["user"] = key
-    await group_send(user_group(key), message)
+    await group_send(*_user_push(user, destination, body, headers, content_type))
 
 
 async def aend_session(session_key: str, reason: str = "session ended") -> None:
     """Close every connection bound to ``session_key``, on every server: ERROR ``reason``, then close 1008."""
-    key = session_hash(session_key)
-    await group_send(session_group(key), {"type": "stomp_push.end_sessions", "sessions": [key], "reason": reason})
+    await group_send(*_session_end(session_key, reason))
 
 
 async def aend_sessions(session_keys: list[str], reason: str = "session expired") -> None:
-    """Like :func:`aend_session` for many keys at once: one message to every hub (used by the ``post_delete``
-    receiver and the sweep of file sessions)."""
-    if session_keys:
-        hashes = session_hashes(session_keys)
-        await group_send(HUBS_GROUP, {"type": "stomp_push.end_sessions", "sessions": hashes, "reason": reason})
+    """Like :func:`aend_session` for many keys at once: one message to every hub per
+    :data:`END_SESSIONS_BATCH` keys (used by the ``post_delete`` receiver and the sweep of file sessions)."""
+    for group, message in _sessions_end(session_keys, reason):
+        await group_send(group, message)
 
 
 async def asessions_swept(reason: str = "session expired") -> None:
     """Tell every hub that expired sessions were deleted from the session table: each ends its connections whose
     session has no live row any more (``expire_push_sessions`` sends it after each commit)."""
-    await group_send(HUBS_GROUP, {"type": "stomp_push.sessions_swept", "reason": reason})
+    await group_send(HUBS_GROUP, {"type": SESSIONS_SWEPT, "reason": reason})
 
 
-def push(destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None):
-    """Synchronous :func:`apush`."""
-    async_to_sync(apush)(destination, body, headers, content_type=content_type)
+def push(
+    destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
+) -> None:
+    """Synchronous :func:`apush`; waits for the channel layer at most ``LAYER_TIMEOUT`` seconds.
+
+    Raises ``TimeoutError`` (naming the channel layer and ``LAYER_TIMEOUT``) when the layer does not take the push
+    in time. The push is then cancelled, not retried: a late push is often a wrong one (a price, a progress
+    count), and the caller decides whether to send it again. A push the layer had already taken in part before
+    the cancel may still arrive, so treat the error as "unknown", not "not delivered". A channel-layer error
+    (e.g. ``ConnectionError`` while Redis is down) is raised as it is.
+    """
+    sync_layer.send(*_topic_push(destination, body, headers, content_type), caller="push")
 
 
 def push_to_user(
     user: Any, destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
 ) -> None:
-    """Synchronous :func:`apush_to_user`."""
-    async_to_sync(apush_to_user)(user, destination, body, headers, content_type=content_type)
+    """Synchronous :func:`apush_to_user`; waits at most ``LAYER_TIMEOUT`` seconds, as :func:`push`."""
+    sync_layer.send(*_user_push(user, destination, body, headers, content_type), caller="push_to_user")
 
 
-def end_session(session_key: str, reason: str = "session ended") -> None:
-    """Synchronous :func:`aend_session`."""
-    async_to_sync(aend_session)(session_key, reason)
+def end_session(session_key: str, reason: str = "session ended") -> bool:
+    """Synchronous :func:`aend_session`; waits for the channel layer at most ``LAYER_TIMEOUT`` seconds.
+
+    Returns True when the close was sent within that time. Otherwise (the layer hangs or fails) it returns False
+    and the close is not lost: it is retried in the background until it is sent, for up to
+    ``REVALIDATE_INTERVAL`` seconds, after which every bound connection has re-read the session store and closed
+    by itself. One line is logged if it was sent late or not at all.
+    """
+    return sync_layer.send_persistently(
+        [_session_end(session_key, reason)], caller="end_session", what=f"a session end ({reason})"
+    )
 
 
-def end_sessions(session_keys: list[str], reason: str = "session expired") -> None:
-    """Synchronous :func:`aend_sessions`."""
-    async_to_sync(aend_sessions)(session_keys, reason)
+def end_sessions(session_keys: list[str], reason: str = "session expired") -> bool:
+    """Synchronous :func:`aend_sessions`; waits at most ``LAYER_TIMEOUT`` seconds and keeps trying in the
+    background, as :func:`end_session`."""
+    if not session_keys:
+        return True
+    return sync_layer.send_persistently(
+        _sessions_end(session_keys, reason),
+        caller="end_sessions",
+        what=f"{len(session_keys)} session ends ({reason})",
+    )

@@ -5,7 +5,11 @@
 - ``post_delete`` of the session model (db and cached_db engines): logout's flush, ``session.flush()``,
   deletes in the admin or the shell, and the old key of ``cycle_key()`` at login. Sent after the
   transaction commits, so a rolled-back delete closes nothing. Reason: ``session expired`` for a row past its
-  expiry date, ``session ended`` otherwise.
+  expiry date, ``session ended`` otherwise. The flush that follows a logout sends nothing: the logout's
+  broadcast has reached the same connections.
+
+A broadcast holds the request at most ``LAYER_TIMEOUT`` seconds: when the channel layer hangs or fails, the
+request goes on and the broadcast is retried in the background (see :func:`~.push.end_session`).
 
 Connecting a ``post_delete`` receiver makes Django load rows before deleting them (no fast delete). That is
 why ``expire_push_sessions`` deletes with raw batched deletes and broadcasts the closes itself.
@@ -14,6 +18,7 @@ why ``expire_push_sessions`` deletes with raw batched deletes and broadcasts the
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from django.db import transaction
@@ -25,18 +30,27 @@ from .push import end_session, end_sessions
 logger = logging.getLogger("django_stomp_push")
 
 
-def broadcast_end(session_key: str, reason: str) -> None:
-    """:func:`~.push.end_session` that never fails the request it runs in.
+# The session key this thread's last logout broadcast ended: the flush that follows deletes its row.
+_logged_out = threading.local()
 
-    If the channel layer is unreachable, the logout still succeeds; the connections close at their next
-    revalidation of the session store (``REVALIDATE_INTERVAL``).
+
+def broadcast_ends(session_keys: list[str], reason: str) -> None:
+    """:func:`~.push.end_session` (one key) or :func:`~.push.end_sessions` that never fails the request it runs in.
+
+    The request waits at most ``LAYER_TIMEOUT``; a broadcast the channel layer has not taken by then is retried in
+    the background, and if the layer stays unreachable the connections close at their next revalidation of the
+    session store (``REVALIDATE_INTERVAL``).
     """
     try:
-        end_session(session_key, reason)
+        if len(session_keys) == 1:
+            end_session(session_keys[0], reason)
+        else:
+            end_sessions(session_keys, reason)
     except Exception:
         logger.exception(
-            "django-stomp-push: could not broadcast a session end (%s); bound connections close "
+            "django-stomp-push: could not broadcast %d session end(s) (%s); bound connections close "
             "at their next revalidation",
+            len(session_keys),
             reason,
         )
 
@@ -45,17 +59,16 @@ def on_user_logged_out(sender: Any, request: Any = None, **kwargs: Any) -> None:
     session = getattr(request, "session", None)
     key = getattr(session, "session_key", None)
     if key:
-        broadcast_end(key, LOGGED_OUT)
+        _logged_out.key = key
+        broadcast_ends([key], LOGGED_OUT)
 
 
 class _DeletedInTransaction:
     """Session keys deleted in one transaction, broadcast together when it commits.
 
     A bulk delete (``clearsessions``, an admin action) sends ``post_delete`` once per row inside one
-    transaction; one broadcast per batch instead of one per row keeps such deletes from crawling.
+    transaction; one broadcast per reason instead of one per row keeps such deletes from crawling.
     """
-
-    BATCH = 1000
 
     def __init__(self) -> None:
         self.keys: dict[str, list[str]] = {}
@@ -65,18 +78,14 @@ class _DeletedInTransaction:
 
     def broadcast(self) -> None:
         for reason, keys in self.keys.items():
-            if len(keys) == 1:
-                broadcast_end(keys[0], reason)
-                continue
-            for start in range(0, len(keys), self.BATCH):
-                try:
-                    end_sessions(keys[start : start + self.BATCH], reason)
-                except Exception:
-                    logger.exception("django-stomp-push: could not broadcast %d session ends", len(keys))
+            broadcast_ends(keys, reason)
         self.keys = {}
 
 
 def on_session_deleted(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
+    if instance.session_key == getattr(_logged_out, "key", None):
+        _logged_out.key = None  # logout's flush: its connections are told already
+        return
     expired = instance.expire_date is not None and instance.expire_date <= timezone.now()
     reason = SESSION_EXPIRED if expired else SESSION_ENDED
     connection = transaction.get_connection(using)
