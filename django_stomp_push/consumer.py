@@ -34,6 +34,16 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from . import daphne_compat, handlers
+from .close_reasons import (
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_SERVER_ERROR,
+    CLOSE_TOO_BIG,
+    SESSION_ENDED,
+    SESSION_EXPIRED,
+    session_end_detail,
+)
 from .conf import Config, get_config
 from .destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
 from .hub import Hub, Rendered, get_hub
@@ -57,19 +67,7 @@ from .untrusted import for_log
 
 logger = logging.getLogger("django_stomp_push")
 
-#: WebSocket close codes used by the consumer.
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVER_ERROR = 1011
-
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
-
-#: ERROR ``message`` texts for session ends, as a client sees them.
-SESSION_ENDED = "session ended"
-SESSION_EXPIRED = "session expired"
-LOGGED_OUT = "logged out"
 
 _connection_ids = itertools.count(1)
 
@@ -573,11 +571,7 @@ class StompConsumer(AsyncConsumer):
 
     def end_session(self, reason: str) -> None:
         """The bound Django session ended: ERROR saying ``reason``, then close 1008 (called by the hub)."""
-        details = {
-            SESSION_EXPIRED: "your Django session expired; log in again",
-            LOGGED_OUT: "you logged out (perhaps in another tab); log in again",
-        }
-        self.close(CLOSE_POLICY_VIOLATION, reason, details.get(reason, "your Django session ended; log in again"))
+        self.close(CLOSE_POLICY_VIOLATION, reason, session_end_detail(reason))
 
     def _unregister(self) -> None:
         for handle in self._timers.values():
@@ -776,4 +770,4 @@ def _forwardable(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in RESERVED_HEADERS}
 
 
-__all__ = ["LOGGED_OUT", "SESSION_ENDED", "SESSION_EXPIRED", "SUBPROTOCOLS", "StompConsumer"]
+__all__ = ["SUBPROTOCOLS", "StompConsumer"]

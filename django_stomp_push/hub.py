@@ -32,15 +32,12 @@ from typing import Any, Protocol
 
 from .conf import get_config
 from .destinations import HUBS_GROUP, destination_group, session_group, user_group
-from .layers import HUB_CHANNEL_PREFIX, get_layer, is_process_local
+from .layer_messages import END_SESSIONS, HUB_CHANNEL_PREFIX, SESSIONS_SWEPT, TOPIC_MESSAGE, USER_MESSAGE
+from .layers import get_layer, is_process_local
 from .stomp import Subscription
 
 logger = logging.getLogger("django_stomp_push")
 
-MESSAGE = "stomp_push.message"
-USER_MESSAGE = "stomp_push.user_message"
-END_SESSIONS = "stomp_push.end_sessions"
-SESSIONS_SWEPT = "stomp_push.sessions_swept"
 #: session keys per query when a hub checks its connections' sessions after a sweep
 SWEEP_CHECK_SIZE = 1000
 #: channel-layer group commands (join, leave, re-join) one hub has in flight at most: a few connections of the
@@ -547,7 +544,7 @@ class Hub:
 
     def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == MESSAGE:
+        if kind == TOPIC_MESSAGE:
             self.deliver_topic(message)
         elif kind == USER_MESSAGE:
             self.deliver_user(message)

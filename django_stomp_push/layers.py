@@ -19,9 +19,8 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from django.conf import settings
 
 from .conf import get_config
+from .layer_messages import HUB_CHANNEL_CAPACITY, HUB_CHANNEL_PREFIX
 
-HUB_CHANNEL_PREFIX = "stomp_push.hub"
-HUB_CHANNEL_CAPACITY = 10_000
 _HUB_PATTERN = re.compile(r"stomp_push\.hub\.")
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import sync_layer
+from . import layer_messages, sync_layer
+from .close_reasons import SESSION_ENDED, SESSION_EXPIRED
 from .conf import get_config
 from .destinations import (
     HUBS_GROUP,
@@ -37,7 +38,6 @@ from .destinations import (
     user_group,
     user_hash,
 )
-from .hub import END_SESSIONS, MESSAGE, SESSIONS_SWEPT, USER_MESSAGE
 from .layers import group_send
 
 #: Headers the server sets on every MESSAGE; a push cannot override them.
@@ -68,7 +68,10 @@ def _json_default(value: Any) -> Any:
     return DjangoJSONEncoder().default(value)
 
 
-def _message(kind: str, destination: str, body: Any, headers: dict[str, str] | None, content_type: str | None):
+def _payload(
+    body: Any, headers: dict[str, str] | None, content_type: str | None
+) -> tuple[str | bytes, str, dict[str, str]]:
+    """(body, content type, headers) of a push, checked."""
     payload, ctype = encode_body(body, content_type)
     extra = {str(k): str(v) for k, v in (headers or {}).items()}
     clash = RESERVED_HEADERS.intersection(extra)
@@ -80,7 +83,7 @@ def _message(kind: str, destination: str, body: Any, headers: dict[str, str] | N
         if "\x00" in name or "\x00" in value:
             # NUL ends a STOMP frame: the rest of the header would be read as the next frame.
             raise ValueError(f"push header {name!r} contains a NUL character, which would end the STOMP frame")
-    return {"type": kind, "destination": destination, "body": payload, "content_type": ctype, "headers": extra}
+    return payload, ctype, extra
 
 
 def _topic_push(
@@ -91,7 +94,9 @@ def _topic_push(
         raise DestinationError(
             f"push() sends to {get_config().topic_prefix} destinations; use push_to_user() for {destination!r}"
         )
-    return destination_group(destination), _message(MESSAGE, destination, body, headers, content_type)
+    return destination_group(destination), layer_messages.topic_message(
+        destination, *_payload(body, headers, content_type)
+    )
 
 
 def _user_push(
@@ -99,23 +104,20 @@ def _user_push(
 ) -> tuple[str, dict[str, Any]]:
     """(group, message) of a push to a user's connections."""
     key = user_hash(user)
-    message = _message(USER_MESSAGE, user_destination(destination), body, headers, content_type)
-    message["user"] = key
-    return user_group(key), message
+    return user_group(key), layer_messages.user_message(
+        key, user_destination(destination), *_payload(body, headers, content_type)
+    )
 
 
 def _session_end(session_key: str, reason: str) -> tuple[str, dict[str, Any]]:
     key = session_hash(session_key)
-    return session_group(key), {"type": END_SESSIONS, "sessions": [key], "reason": reason}
+    return session_group(key), layer_messages.end_sessions([key], reason)
 
 
 def _sessions_end(session_keys: list[str], reason: str) -> list[tuple[str, dict[str, Any]]]:
     hashes = session_hashes(session_keys)
     return [
-        (
-            HUBS_GROUP,
-            {"type": END_SESSIONS, "sessions": hashes[i : i + END_SESSIONS_BATCH], "reason": reason},
-        )
+        (HUBS_GROUP, layer_messages.end_sessions(hashes[i : i + END_SESSIONS_BATCH], reason))
         for i in range(0, len(hashes), END_SESSIONS_BATCH)
     ]
 
@@ -143,22 +145,22 @@ async def apush_to_user(
     await group_send(*_user_push(user, destination, body, headers, content_type))
 
 
-async def aend_session(session_key: str, reason: str = "session ended") -> None:
+async def aend_session(session_key: str, reason: str = SESSION_ENDED) -> None:
     """Close every connection bound to ``session_key``, on every server: ERROR ``reason``, then close 1008."""
     await group_send(*_session_end(session_key, reason))
 
 
-async def aend_sessions(session_keys: list[str], reason: str = "session expired") -> None:
+async def aend_sessions(session_keys: list[str], reason: str = SESSION_EXPIRED) -> None:
     """Like :func:`aend_session` for many keys at once: one message to every hub per
     :data:`END_SESSIONS_BATCH` keys (used by the ``post_delete`` receiver and the sweep of file sessions)."""
     for group, message in _sessions_end(session_keys, reason):
         await group_send(group, message)
 
 
-async def asessions_swept(reason: str = "session expired") -> None:
+async def asessions_swept(reason: str = SESSION_EXPIRED) -> None:
     """Tell every hub that expired sessions were deleted from the session table: each ends its connections whose
     session has no live row any more (``expire_push_sessions`` sends it after each commit)."""
-    await group_send(HUBS_GROUP, {"type": SESSIONS_SWEPT, "reason": reason})
+    await group_send(HUBS_GROUP, layer_messages.sessions_swept(reason))
 
 
 def push(
@@ -182,7 +184,7 @@ def push_to_user(
     sync_layer.send(*_user_push(user, destination, body, headers, content_type), caller="push_to_user")
 
 
-def end_session(session_key: str, reason: str = "session ended") -> bool:
+def end_session(session_key: str, reason: str = SESSION_ENDED) -> bool:
     """Synchronous :func:`aend_session`; waits for the channel layer at most ``LAYER_TIMEOUT`` seconds.
 
     Returns True when the close was sent within that time. Otherwise (the layer hangs or fails) it returns False
@@ -195,7 +197,7 @@ def end_session(session_key: str, reason: str = "session ended") -> bool:
     )
 
 
-def end_sessions(session_keys: list[str], reason: str = "session expired") -> bool:
+def end_sessions(session_keys: list[str], reason: str = SESSION_EXPIRED) -> bool:
     """Synchronous :func:`aend_sessions`; waits at most ``LAYER_TIMEOUT`` seconds and keeps trying in the
     background, as :func:`end_session`."""
     if not session_keys:

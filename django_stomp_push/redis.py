@@ -20,6 +20,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from .layer_messages import HUB_CHANNEL_CAPACITY, HUB_CHANNEL_PREFIX
+
 #: channels-redis blocks this many seconds in BZPOPMIN per receive.
 BLOCKING_READ_SECONDS = 5
 SOCKET_TIMEOUT = 30
@@ -86,7 +88,7 @@ def layer_config(
             "expiry": expiry,
             "group_expiry": group_expiry,
             "prefix": prefix,
-            "channel_capacity": {"stomp_push.hub.*": 10_000},
+            "channel_capacity": {HUB_CHANNEL_PREFIX + ".*": HUB_CHANNEL_CAPACITY},
         },
     }
 

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .consumer import LOGGED_OUT, SESSION_ENDED, SESSION_EXPIRED
+from .close_reasons import LOGGED_OUT, SESSION_ENDED, SESSION_EXPIRED
 from .push import end_session, end_sessions
 
 logger = logging.getLogger("django_stomp_push")

@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 from django.db.models.sql.subqueries import DeleteQuery
 from django.utils import timezone
 
-from ...consumer import SESSION_EXPIRED
+from ...close_reasons import SESSION_EXPIRED
 from ...layers import IN_MEMORY_BACKEND, get_layer, is_process_local, layer_backend
 from ...push import aend_sessions, asessions_swept
 from ...sessions import _is_db_store, _is_file_store, engine_name, store_class
