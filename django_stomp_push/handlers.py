@@ -14,28 +14,40 @@ A handler gets a :class:`Message`; a plain function runs in a worker thread (it 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
 if TYPE_CHECKING:
-    from .consumer import StompConsumer
     from .stomp import Send
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Sender(Protocol):
+    """What a handler's :class:`Message` needs of the connection that sent it."""
+
+    user: Any
+    connection_id: str
+
+    @property
+    def session(self) -> Any:
+        """The Django session object of the connection's handshake."""
+
+    def reply(self, destination: str, body: Any, headers: dict[str, str] | None = None) -> int:
+        """Send ``body`` to this connection's own subscriptions of ``destination``, from any thread."""
 
 
 @dataclass
 class Message:
     """A client SEND to an application destination, as a handler sees it."""
 
-    connection: StompConsumer
+    connection: Sender
     frame: Send
     params: dict[str, str] = field(default_factory=dict)
 
@@ -67,26 +79,22 @@ class Message:
     @property
     def session(self) -> Any:
         """``scope["session"]`` of the sending connection."""
-        return self.connection.scope.get("session")
+        return self.connection.session
 
     @property
     def reply_to(self) -> str:
         """Where :meth:`reply` sends: the SEND's ``reply-to`` header, else ``/user/queue/reply``."""
-        return self.frame.headers.get("reply-to") or self.connection.config.user_prefix + "queue/reply"
+        from .conf import get_config
+
+        return self.frame.headers.get("reply-to") or get_config().user_prefix + "queue/reply"
 
     def reply(self, body: Any, headers: dict[str, str] | None = None) -> int:
-        """Send ``body`` to the sending connection only, on its subscription(s) of :attr:`reply_to`."""
-        connection = self.connection
-        loop = connection._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            return connection.deliver_local(self.reply_to, body, headers)
-        # Called from a sync handler's worker thread: hand it to the connection's event loop.
-        loop.call_soon_threadsafe(connection.deliver_local, self.reply_to, body, headers)
-        return 1
+        """Send ``body`` to the sending connection only, on its subscription(s) of :attr:`reply_to`.
+
+        Works from a sync handler's worker thread too; returns how many subscriptions got it (from another
+        thread: 1, as the delivery happens on the connection's event loop).
+        """
+        return self.connection.reply(self.reply_to, body, headers)
 
 
 class Handler:

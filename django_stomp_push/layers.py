@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
@@ -69,14 +70,34 @@ def is_process_local(layer: Any) -> bool:
     return isinstance(layer, InMemoryChannelLayer)
 
 
+class LocalReceiver(Protocol):
+    """What the in-memory shortcut needs of a process's hub."""
+
+    def has_joined(self, group: str) -> bool: ...
+
+    def dispatch(self, message: dict[str, Any]) -> None: ...
+
+
+# The hubs of this process: one per event loop and channel-layer alias.
+_local: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def register_local(alias: str, receiver: LocalReceiver) -> None:
+    """Make ``receiver`` the hub of the running event loop for ``alias``."""
+    _local.setdefault(asyncio.get_running_loop(), {})[alias] = receiver
+
+
+def local_receivers(alias: str) -> dict[asyncio.AbstractEventLoop, Any]:
+    """The hubs of this process for ``alias``, by event loop."""
+    return {loop: hubs[alias] for loop, hubs in list(_local.items()) if alias in hubs}
+
+
 async def group_send(group: str, message: dict[str, Any], alias: str | None = None) -> None:
     """Send ``message`` to every hub that joined ``group``, in this process or (channels-redis) any other."""
     layer = get_layer(alias)
     if is_process_local(layer):
-        from .hub import local_hubs
-
         running = asyncio.get_running_loop()
-        for loop, hub in local_hubs(alias or get_config().channel_layer):
+        for loop, hub in local_receivers(alias or get_config().channel_layer).items():
             if not hub.has_joined(group):
                 continue
             if loop is running:
