@@ -9,18 +9,13 @@ and the hub iterates over a snapshot, so a connection that closes meanwhile cann
 
 Group membership goes through one bounded path per hub (:class:`~.membership.Membership`).
 
-channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
-restart, so the hub re-joins every group it needs periodically and after every channel-layer failure. A restart
-resets the connection of the receive loop's blocking read, so the loop fails at once; until the hub has re-joined,
-pushes to the restarted Redis succeed and reach nobody. The hub therefore retries the re-join every
-:data:`RECOVERY_INTERVAL` rather than with a growing backoff, and logs the outage once, then once a minute.
+Its channel-layer listener (:mod:`~.listener`) receives, and recovers after a Redis restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -28,6 +23,7 @@ from .conf import get_config
 from .destinations import HUBS_GROUP, destination_group, session_group, user_group
 from .layer_messages import END_SESSIONS, HUB_CHANNEL_PREFIX, SESSIONS_SWEPT, TOPIC_MESSAGE, USER_MESSAGE
 from .layers import get_layer, is_process_local, local_receivers, register_local
+from .listener import Listener
 from .membership import Membership
 from .stomp import Subscription
 
@@ -35,10 +31,6 @@ logger = logging.getLogger("django_stomp_push")
 
 #: session keys per query when a hub checks its connections' sessions after a sweep
 SWEEP_CHECK_SIZE = 1000
-#: seconds between re-join attempts while the channel layer fails: a restarted Redis is noticed this soon
-RECOVERY_INTERVAL = 0.2
-#: seconds between log lines while the channel layer keeps failing (the first failure is logged at once)
-OUTAGE_LOG_INTERVAL = 60.0
 
 
 #: ``find_swept(session_keys)``: which of them have no live session any more (see :meth:`Hub.end_swept_sessions`).
@@ -97,30 +89,6 @@ class Rendered:
         return tail
 
 
-class Outage:
-    """A channel layer failing since ``started``: counts the failed attempts, says when to log again."""
-
-    __slots__ = ("failures", "logged", "started")
-
-    def __init__(self, now: float) -> None:
-        self.started = self.logged = now
-        self.failures = 1
-
-    def failed(self, now: float) -> bool:
-        """One more failed attempt; True when it should be logged (once per :data:`OUTAGE_LOG_INTERVAL`)."""
-        self.failures += 1
-        if now - self.logged < OUTAGE_LOG_INTERVAL:
-            return False
-        self.logged = now
-        return True
-
-
-def _one_line() -> str:
-    """The exception being handled, in one line."""
-    error = sys.exc_info()[1]
-    return f"{type(error).__name__}: {error}"
-
-
 class Hub:
     """Local subscriptions of one process and its single channel-layer listener."""
 
@@ -162,8 +130,11 @@ class Hub:
         self.channel_name = self.groups.channel_name = await self.layer.new_channel(prefix=HUB_CHANNEL_PREFIX)
         await self.join(HUBS_GROUP)
         if not self.local:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="django_stomp_push hub")
+            self._task = asyncio.get_running_loop().create_task(self._listener().run(), name="django_stomp_push hub")
         self._watch()
+
+    def _listener(self) -> Listener:
+        return Listener(self.alias, self.layer, self.channel_name, self.groups.rejoin, self.dispatch, self.stats)
 
     def _watch(self) -> None:
         """Every fraction of SEND_TIMEOUT, let each connection check that its current send is not stuck.
@@ -185,62 +156,6 @@ class Hub:
                 task.cancel()
                 await asyncio.wait([task], timeout=0.5)
             self._task = None
-
-    async def _run(self) -> None:
-        refresh_every = get_config().group_refresh_interval
-        loop = asyncio.get_running_loop()
-        next_refresh = loop.time() + refresh_every
-        outage: Outage | None = None
-        while True:
-            try:
-                if outage is not None:
-                    # Re-join before receiving: a restarted Redis has lost our groups, so no message would ever
-                    # arrive to end a blocking receive. This raises while the layer is still unreachable.
-                    await self._rejoin()
-                    logger.warning(
-                        "channel layer %r is back after %d failed receives; re-joining groups (%.1fs without it)",
-                        self.alias,
-                        outage.failures,
-                        loop.time() - outage.started,
-                    )
-                    outage = None
-                timeout = max(0.1, next_refresh - loop.time())
-                try:
-                    message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
-                except asyncio.TimeoutError:
-                    message = None
-                if loop.time() >= next_refresh:
-                    next_refresh = loop.time() + refresh_every
-                    await self._rejoin()
-                if message is not None:
-                    self.dispatch(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats["layer_errors"] += 1
-                if outage is None:
-                    outage = Outage(loop.time())
-                    logger.exception(
-                        "django-stomp-push hub: channel layer %r receive failed; pushes and session closes are not "
-                        "delivered to this process until it recovers; retrying every %.1fs",
-                        self.alias,
-                        RECOVERY_INTERVAL,
-                    )
-                elif outage.failed(loop.time()):
-                    logger.error(
-                        "django-stomp-push hub: channel layer %r still unreachable after %d attempts in %.0fs: %s",
-                        self.alias,
-                        outage.failures,
-                        loop.time() - outage.started,
-                        _one_line(),
-                    )
-                # A short fixed cadence, not a growing backoff: pushes to a restarted Redis reach nobody until
-                # the groups are re-joined, so the hub must notice the restart as soon as it can. It does notice:
-                # a restart resets the connection of the blocking read that is almost always in flight, and the
-                # receive fails at once (tests/reliability/test_redis_restart.py restarts a real Redis). Between
-                # two reads (a dispatch, channels-redis's bookkeeping: well under the time a restart takes)
-                # redis-py would silently reconnect an idle pooled connection to the new, empty Redis.
-                await asyncio.sleep(RECOVERY_INTERVAL)
 
     # -- groups ---------------------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from django.test import override_settings
 
 from django_stomp_push import apush
 from django_stomp_push.destinations import destination_group, session_group, user_group
-from django_stomp_push.hub import RECOVERY_INTERVAL, Hub, Rendered, get_hub
+from django_stomp_push.hub import Hub, Rendered, get_hub
+from django_stomp_push.listener import RECOVERY_INTERVAL
 from django_stomp_push.redis import layer_config
 from tests.stompclient import StompTestClient, application
 from tests.test_consumer import connected, expect_error, sign_in, stomp_settings, subscribe
@@ -239,7 +240,7 @@ async def test_after_a_redis_restart_the_hub_rejoins_its_groups_within_the_recov
     hub.groups = membership(layer)
     await hub.join("g")
     with caplog.at_level(logging.WARNING, logger="django_stomp_push"):
-        hub._task = asyncio.get_running_loop().create_task(hub._run())
+        hub._task = asyncio.get_running_loop().create_task(hub._listener().run())
         await asyncio.sleep(0.01)
         layer.restart(up=False)
         await asyncio.sleep(1.0)  # five re-join attempts fail meanwhile
@@ -272,7 +273,7 @@ class CancellationSwallowingLayer:
 async def test_stop_ends_the_listener_even_when_the_layer_swallows_a_cancellation():
     hub = Hub("default")
     hub.layer, hub.local, hub.channel_name = CancellationSwallowingLayer(), False, "stomp_push.hub.test"
-    hub._task = asyncio.get_running_loop().create_task(hub._run())
+    hub._task = asyncio.get_running_loop().create_task(hub._listener().run())
     await asyncio.sleep(0.01)
     stopping = asyncio.get_running_loop().create_task(hub.stop())
     done, _ = await asyncio.wait([stopping], timeout=3)

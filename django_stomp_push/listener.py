@@ -1,0 +1,127 @@
+"""The hub's channel-layer listener: one receive loop per process, and its recovery.
+
+channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
+restart, so the listener re-joins every group its hub needs periodically (``GROUP_REFRESH_INTERVAL``) and after
+every channel-layer failure. A restart resets the connection of the receive loop's blocking read, so the loop fails
+at once; until the hub has re-joined, pushes to the restarted Redis succeed and reach nobody. The listener therefore
+retries the re-join every :data:`RECOVERY_INTERVAL` rather than with a growing backoff, and logs the outage once,
+then once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .conf import get_config
+
+logger = logging.getLogger("django_stomp_push")
+
+#: seconds between re-join attempts while the channel layer fails: a restarted Redis is noticed this soon
+RECOVERY_INTERVAL = 0.2
+#: seconds between log lines while the channel layer keeps failing (the first failure is logged at once)
+OUTAGE_LOG_INTERVAL = 60.0
+
+
+class Outage:
+    """A channel layer failing since ``started``: counts the failed attempts, says when to log again."""
+
+    __slots__ = ("failures", "logged", "started")
+
+    def __init__(self, now: float) -> None:
+        self.started = self.logged = now
+        self.failures = 1
+
+    def failed(self, now: float) -> bool:
+        """One more failed attempt; True when it should be logged (once per :data:`OUTAGE_LOG_INTERVAL`)."""
+        self.failures += 1
+        if now - self.logged < OUTAGE_LOG_INTERVAL:
+            return False
+        self.logged = now
+        return True
+
+
+def _one_line() -> str:
+    """The exception being handled, in one line."""
+    error = sys.exc_info()[1]
+    return f"{type(error).__name__}: {error}"
+
+
+class Listener:
+    """Receives the hub's channel-layer messages and hands each to ``dispatch``; ``rejoin()`` joins every group of
+    the hub again."""
+
+    def __init__(
+        self,
+        alias: str,
+        layer: Any,
+        channel_name: str | None,
+        rejoin: Callable[[], Awaitable[None]],
+        dispatch: Callable[[dict[str, Any]], None],
+        stats: dict[str, int],
+    ) -> None:
+        self.alias = alias
+        self.layer = layer
+        self.channel_name = channel_name
+        self.rejoin = rejoin
+        self.dispatch = dispatch
+        self.stats = stats
+
+    async def run(self) -> None:
+        refresh_every = get_config().group_refresh_interval
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + refresh_every
+        outage: Outage | None = None
+        while True:
+            try:
+                if outage is not None:
+                    # Re-join before receiving: a restarted Redis has lost our groups, so no message would ever
+                    # arrive to end a blocking receive. This raises while the layer is still unreachable.
+                    await self.rejoin()
+                    logger.warning(
+                        "channel layer %r is back after %d failed receives; re-joining groups (%.1fs without it)",
+                        self.alias,
+                        outage.failures,
+                        loop.time() - outage.started,
+                    )
+                    outage = None
+                timeout = max(0.1, next_refresh - loop.time())
+                try:
+                    message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
+                except asyncio.TimeoutError:
+                    message = None
+                if loop.time() >= next_refresh:
+                    next_refresh = loop.time() + refresh_every
+                    await self.rejoin()
+                if message is not None:
+                    self.dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats["layer_errors"] += 1
+                if outage is None:
+                    outage = Outage(loop.time())
+                    logger.exception(
+                        "django-stomp-push hub: channel layer %r receive failed; pushes and session closes are not "
+                        "delivered to this process until it recovers; retrying every %.1fs",
+                        self.alias,
+                        RECOVERY_INTERVAL,
+                    )
+                elif outage.failed(loop.time()):
+                    logger.error(
+                        "django-stomp-push hub: channel layer %r still unreachable after %d attempts in %.0fs: %s",
+                        self.alias,
+                        outage.failures,
+                        loop.time() - outage.started,
+                        _one_line(),
+                    )
+                # A short fixed cadence, not a growing backoff: pushes to a restarted Redis reach nobody until
+                # the groups are re-joined, so the hub must notice the restart as soon as it can. It does notice:
+                # a restart resets the connection of the blocking read that is almost always in flight, and the
+                # receive fails at once (tests/reliability/test_redis_restart.py restarts a real Redis). Between
+                # two reads (a dispatch, channels-redis's bookkeeping: well under the time a restart takes)
+                # redis-py would silently reconnect an idle pooled connection to the new, empty Redis.
+                await asyncio.sleep(RECOVERY_INTERVAL)
