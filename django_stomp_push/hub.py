@@ -3,8 +3,9 @@
 One hub per server process (per event loop). It owns one channel-layer channel and joins the groups its local
 connections need: one per subscribed ``/topic/`` destination, one per connected user, one per bound session,
 and :data:`~.destinations.HUBS_GROUP`. A push therefore crosses the channel layer once per *process*, not once
-per subscriber; the hub renders the shared part of the MESSAGE frame once and hands each local subscriber its
-copy through the connection's bounded outbound buffer (:class:`Outlet`). No await happens inside a broadcast,
+per subscriber. The shared part of the MESSAGE frame is rendered once per push (``stomp.PushedMessage``); each
+local subscriber gets its copy through its connection's bounded outbound buffer (:class:`Outlet`). No await
+happens inside a broadcast,
 and the hub iterates over a snapshot, so a connection that closes meanwhile cannot break it for the others.
 
 Group membership goes through one bounded path per hub (:class:`~.membership.Membership`).
@@ -25,7 +26,7 @@ from .layer_messages import END_SESSIONS, HUB_CHANNEL_PREFIX, SESSIONS_SWEPT, TO
 from .layers import get_layer, is_process_local, local_receivers, register_local
 from .listener import Listener
 from .membership import Membership
-from .stomp import Subscription
+from .stomp import PushedMessage, Subscription
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -40,53 +41,19 @@ FindSwept = Callable[[list[str]], Awaitable[set[str]]]
 class Outlet(Protocol):
     """What the hub needs from a connection (the consumer implements it)."""
 
-    version: str
     user_key: str | None
     session_key_hash: str | None
 
     @property
     def session_key(self) -> str | None: ...
 
-    def deliver(self, subscription: Subscription, tail: str | bytes) -> None: ...
+    def deliver(self, subscription: Subscription, message: PushedMessage) -> None: ...
 
     def user_subscriptions(self, destination: str) -> Iterable[Subscription]: ...
 
     def end_session(self, reason: str) -> None: ...
 
     def check_send(self, now: float) -> None: ...
-
-
-class Rendered:
-    """The shared part of one pushed MESSAGE frame, rendered once per protocol version on first use."""
-
-    __slots__ = ("_tails", "body", "content_type", "destination", "headers", "length")
-
-    def __init__(self, destination: str, body: str | bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.destination = destination
-        self.body = body
-        self.content_type = content_type
-        self.headers = headers
-        self.length = len(body.encode()) if isinstance(body, str) else len(body)
-        self._tails: dict[str, str | bytes] = {}
-
-    def tail(self, version: str) -> str | bytes:
-        tail = self._tails.get(version)
-        if tail is None:
-            from .stomp.frames import encode_headers
-
-            head = encode_headers(
-                "",
-                [
-                    ("destination", self.destination),
-                    ("content-type", self.content_type),
-                    ("content-length", str(self.length)),
-                    *self.headers.items(),
-                ],
-                version,
-            )[1:]  # drop the empty command's newline: these lines follow the per-subscriber head
-            tail = head + self.body + "\x00" if isinstance(self.body, str) else head.encode() + self.body + b"\x00"
-            self._tails[version] = tail
-        return tail
 
 
 class Hub:
@@ -256,11 +223,11 @@ class Hub:
         subs = self.topics.get(message["destination"])
         if not subs:
             return
-        rendered = Rendered(message["destination"], message["body"], message["content_type"], message["headers"])
+        pushed = _pushed(message)
         self.stats["pushes"] += 1
         delivered = 0
         for outlet, subscription in tuple(subs.values()):
-            outlet.deliver(subscription, rendered.tail(outlet.version))
+            outlet.deliver(subscription, pushed)
             delivered += 1
         self.stats["deliveries"] += delivered
 
@@ -272,10 +239,10 @@ class Hub:
 
     def deliver_to(self, outlets: Iterable[Outlet], message: dict[str, Any]) -> None:
         """Deliver a user-destination message to the matching subscriptions of ``outlets``."""
-        rendered = Rendered(message["destination"], message["body"], message["content_type"], message["headers"])
+        pushed = _pushed(message)
         for outlet in outlets:
             for subscription in tuple(outlet.user_subscriptions(message["destination"])):
-                outlet.deliver(subscription, rendered.tail(outlet.version))
+                outlet.deliver(subscription, pushed)
                 self.stats["deliveries"] += 1
 
     def end_sessions(self, hashes: Iterable[str], reason: str) -> int:
@@ -328,6 +295,11 @@ class Hub:
                         outlet.end_session(reason)
                         ended += 1
         return ended
+
+
+def _pushed(message: dict[str, Any]) -> PushedMessage:
+    """The MESSAGE frame of a push, rendered (once per protocol version) when the first subscriber needs it."""
+    return PushedMessage(message["destination"], message["body"], message["content_type"], message["headers"])
 
 
 async def get_hub(alias: str | None = None, find_swept: FindSwept | None = None) -> Hub:

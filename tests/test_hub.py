@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from django_stomp_push import apush
 from django_stomp_push.destinations import destination_group, session_group, user_group
-from django_stomp_push.hub import Hub, Rendered, get_hub
+from django_stomp_push.hub import Hub, get_hub
 from django_stomp_push.listener import RECOVERY_INTERVAL
 from django_stomp_push.redis import layer_config
 from tests.stompclient import StompTestClient, application
@@ -64,19 +64,6 @@ async def test_a_push_reaches_every_local_subscriber_in_one_pass(key):
     for client in clients:
         assert (await client.receive()).body == b"to all"
         await client.close()
-
-
-def test_a_rendered_message_is_rendered_once_per_version():
-    rendered = Rendered("/topic/a:b", "body", "text/plain", {"x": "1"})
-    assert rendered.tail("1.2") is rendered.tail("1.2")
-    assert rendered.tail("1.2").startswith("destination:/topic/a\\cb\n")
-    assert rendered.tail("1.0").startswith("destination:/topic/a:b\n")
-    assert rendered.tail("1.2").endswith("content-length:4\nx:1\n\nbody\x00")
-
-
-def test_a_binary_rendered_message_stays_binary():
-    rendered = Rendered("/topic/b", b"\x00\x01", "application/octet-stream", {})
-    assert rendered.tail("1.2").endswith(b"\n\n\x00\x01\x00")
 
 
 # -- group membership ----------------------------------------------------------------------------------------

@@ -12,9 +12,7 @@ from .. import handlers
 from ..close_reasons import (
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR,
     CLOSE_SERVER_ERROR,
-    CLOSE_TOO_BIG,
 )
 from ..csrf import token_matches_cookie
 from ..destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
@@ -26,13 +24,12 @@ from ..stomp import (
     Connect,
     Disconnect,
     Event,
-    FrameTooLarge,
     Send,
     StompError,
     Subscribe,
     Unsubscribe,
+    error_headers,
 )
-from ..stomp.connection import error_headers
 from .binding import find_swept
 
 if TYPE_CHECKING:
@@ -57,8 +54,7 @@ class FrameActions:
             )
 
     def protocol_error(self, exc: StompError) -> None:
-        code = CLOSE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
-        self.endpoint.close(code, exc.message, exc.detail, exc.receipt_id, error_headers(exc))
+        self.endpoint.close(exc.close_code, exc.message, exc.detail, exc.receipt_id, error_headers(exc))
 
     async def carry_out(self, event: Event) -> None:
         """Carry out one event, then answer its receipt; an exception closes with 1011 (logged)."""
@@ -93,7 +89,6 @@ class FrameActions:
     async def _connect(self, event: Connect) -> None:
         endpoint, config = self.endpoint, self.config
         endpoint.timers.cancel("connect")
-        endpoint.version = event.version
         if config.csrf_check and not self._csrf_ok(event.headers):
             endpoint.close(CLOSE_POLICY_VIOLATION, "CSRF check failed", "CONNECT needs an X-CSRFToken header")
             return

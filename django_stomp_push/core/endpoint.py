@@ -17,9 +17,9 @@ from typing import Any
 
 from ..close_reasons import CLOSE_POLICY_VIOLATION, session_end_detail
 from ..conf import Config, get_config
-from ..hub import Hub, Rendered
+from ..hub import Hub
 from ..push import encode_body
-from ..stomp import ServerConnection, StompError, Subscription
+from ..stomp import PushedMessage, ServerConnection, StompError, Subscription
 from ..untrusted import for_log
 from .actions import FrameActions
 from .binding import SessionBinding
@@ -58,7 +58,6 @@ class Endpoint:
         self.peer = peer
         self.connection_id = f"{id(self):x}-{next(_connection_ids)}"
         self.protocol = ServerConnection(config.limits, heartbeat=config.heartbeat)
-        self.version = self.protocol.version
         self.user: Any = None
         self.user_key: str | None = None
         self.session_key_hash: str | None = None
@@ -125,16 +124,16 @@ class Endpoint:
         """The key of the bound Django session (kept in this process only; the hub checks it after a sweep)."""
         return self.binding.key
 
-    def deliver(self, subscription: Subscription, tail: str | bytes) -> None:
+    def deliver(self, subscription: Subscription, message: PushedMessage) -> None:
         """Queue one MESSAGE for ``subscription`` (called by the hub; never awaits)."""
         if self.closing:
             return
         try:
-            head = self.protocol.message_head(subscription, str(next(self._message_ids)))
+            frame = self.protocol.message(subscription, message, str(next(self._message_ids)))
         except StompError as exc:
-            self.close(CLOSE_POLICY_VIOLATION, exc.message, exc.detail)
+            self.close(exc.close_code, exc.message, exc.detail)
             return
-        self.outbound.frame(head + tail if isinstance(tail, str) else head.encode() + tail)
+        self.outbound.frame(frame)
 
     def user_subscriptions(self, destination: str) -> Iterable[Subscription]:
         return self.user_subs.get(destination, ())
@@ -156,9 +155,9 @@ class Endpoint:
         if not subs:
             return 0
         payload, content_type = encode_body(body)
-        rendered = Rendered(destination, payload, content_type, headers or {})
+        message = PushedMessage(destination, payload, content_type, headers or {})
         for sub in tuple(subs):
-            self.deliver(sub, rendered.tail(self.version))
+            self.deliver(sub, message)
         return len(subs)
 
     def reply(self, destination: str, body: Any, headers: dict[str, str] | None = None) -> int:

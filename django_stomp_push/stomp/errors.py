@@ -3,14 +3,26 @@
 Every error the protocol raises is a :class:`StompError`. Each one carries the short ``message`` that goes
 into the ``message`` header of the ``ERROR`` frame, an optional longer ``detail`` for its body, and the
 ``receipt_id`` of the offending frame when it asked for a receipt. After any of them the connection is over:
-the server sends the ERROR frame and closes.
+the server sends the ERROR frame (:meth:`~.connection.ServerConnection.error_for`) and closes the WebSocket
+with the error's ``close_code``.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+# WebSocket close codes (RFC 6455, section 7.4.1).
+_PROTOCOL_ERROR = 1002
+_POLICY_VIOLATION = 1008
+_MESSAGE_TOO_BIG = 1009
+
 
 class StompError(Exception):
     """Base class: the peer did something the protocol forbids; answer with ERROR and close."""
+
+    #: The WebSocket close code to close with after the ERROR frame: 1002 (protocol error) unless a subclass
+    #: says otherwise.
+    close_code: ClassVar[int] = _PROTOCOL_ERROR
 
     def __init__(self, message: str, detail: str = "", receipt_id: str | None = None) -> None:
         super().__init__(message)
@@ -28,6 +40,8 @@ class MalformedFrame(StompError):
 
 class FrameTooLarge(StompError):
     """A frame (headers and body) is larger than the configured ``max_frame_size``."""
+
+    close_code = _MESSAGE_TOO_BIG
 
 
 class TooManyHeaders(StompError):
@@ -54,4 +68,14 @@ class UnsupportedVersion(ProtocolViolation):
 
 
 class LimitExceeded(ProtocolViolation):
-    """A per-connection limit (subscriptions, open transactions, pending acks) was reached."""
+    """A per-connection limit (subscriptions, open transactions, frames in a transaction, pending acks) was
+    reached."""
+
+
+class TooManyUnacknowledged(LimitExceeded):
+    """A delivery would leave more messages awaiting ACK/NACK than ``max_pending_acks``.
+
+    Raised when the server delivers, not when the client sends: a server-side policy, hence close code 1008.
+    """
+
+    close_code = _POLICY_VIOLATION

@@ -16,6 +16,7 @@ STOMP 1.0 defines no escaping, and CONNECT/CONNECTED frames are never escaped in
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import MalformedFrame
@@ -86,14 +87,17 @@ def sanitize_10(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ").replace("\x00", "\ufffd")
 
 
-def encode_headers(command: str, headers: dict[str, str] | list[tuple[str, str]], version: str) -> str:
-    """The command line and header lines of a frame, ending with the blank line."""
-    items = headers.items() if isinstance(headers, dict) else headers
+def header_lines(headers: Mapping[str, str] | Iterable[tuple[str, str]], version: str, command: str) -> str:
+    """Header lines of a ``command`` frame, each ending with LF, escaped (or sanitised) for ``version``."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
     if version == V10 or command in UNESCAPED_COMMANDS:
-        lines = [f"{sanitize_10(k)}:{sanitize_10(v)}" for k, v in items]
-    else:
-        lines = [f"{escape(k, version)}:{escape(v, version)}" for k, v in items]
-    return command + "\n" + "".join(line + "\n" for line in lines) + "\n"
+        return "".join(f"{sanitize_10(k)}:{sanitize_10(v)}\n" for k, v in items)
+    return "".join(f"{escape(k, version)}:{escape(v, version)}\n" for k, v in items)
+
+
+def encode_headers(command: str, headers: Mapping[str, str] | Iterable[tuple[str, str]], version: str) -> str:
+    """The command line and header lines of a frame, ending with the blank line."""
+    return f"{command}\n{header_lines(headers, version, command)}\n"
 
 
 def encode(frame: Frame, version: str = V12) -> bytes:

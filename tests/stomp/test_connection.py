@@ -23,6 +23,7 @@ from django_stomp_push.stomp import (
     MalformedFrame,
     Nack,
     ProtocolViolation,
+    PushedMessage,
     Send,
     ServerConnection,
     State,
@@ -53,8 +54,11 @@ def subscribe(conn: ServerConnection, sub_id: str = "s1", ack: str = "auto", des
     conn.receive_data(wire("SUBSCRIBE", {"id": sub_id, "destination": destination, "ack": ack}, version=conn.version))
 
 
-def deliver(conn: ServerConnection, message_id: str, sub_id: str = "s1") -> str:
-    return conn.message_head(conn.subscriptions[sub_id], message_id)
+PUSHED = PushedMessage("/topic/t", "", "text/plain")
+
+
+def deliver(conn: ServerConnection, message_id: str, sub_id: str = "s1") -> str | bytes:
+    return conn.message(conn.subscriptions[sub_id], PUSHED, message_id)
 
 
 def ack_headers(version: str, message_id: str, sub_id: str = "s1") -> dict[str, str]:
@@ -499,7 +503,7 @@ def test_subscription_renders_its_message_head_prefix_escaped_for_the_version(ve
     assert conn.subscriptions["a:b"].head_prefix == prefix
 
 
-# -- message_head and ACK/NACK -----------------------------------------------------------------------------
+# -- MESSAGE and ACK/NACK ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -512,10 +516,10 @@ def test_subscription_renders_its_message_head_prefix_escaped_for_the_version(ve
         (V10, "client", "MESSAGE\nsubscription:s1\nmessage-id:7\n"),
     ],
 )
-def test_message_head_names_subscription_message_and_ack_id_in_1_2(version: str, ack_mode: str, head: str) -> None:
+def test_message_names_subscription_message_and_ack_id_in_1_2(version: str, ack_mode: str, head: str) -> None:
     conn = connect(version)
     subscribe(conn, "s1", ack=ack_mode)
-    assert deliver(conn, "7") == head
+    assert deliver(conn, "7") == head + "destination:/topic/t\ncontent-type:text/plain\ncontent-length:0\n\n\x00"
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -25,6 +25,7 @@ from django_stomp_push.stomp import (
     Limits,
     MalformedFrame,
     ProtocolViolation,
+    PushedMessage,
     ServerConnection,
     State,
     StompError,
@@ -249,12 +250,13 @@ def test_connection_fails_only_with_stomp_errors_each_answered_by_an_error_frame
 ) -> None:
     conn = ServerConnection(limits)
     message_ids = itertools.count(1)
+    pushed = PushedMessage("/topic/t", "x", "text/plain")
     for chunk in split(stream, at):
         try:
             events = conn.receive_data(chunk)
             assert all(isinstance(event, Event) for event in events)
             for subscription in list(conn.subscriptions.values()):  # the application delivers a message to each
-                conn.message_head(subscription, str(next(message_ids)))
+                conn.message(subscription, pushed, str(next(message_ids)))
         except StompError as exc:
             assert_error_frame(conn, exc)
             assert conn.receive_data(chunk) == []
