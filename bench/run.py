@@ -36,7 +36,7 @@ if not __package__:  # run as a file: python bench/run.py
 from bench.harness import Bench
 from bench.report import Table
 from bench.scenarios import SCENARIOS
-from bench.servers import LAYERS, REPO, TARGETS
+from bench.servers import LAYERS, REPO, TARGETS, add_baseline
 
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results"
@@ -62,7 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quiet-cpu", type=float, default=30.0, help="%% of one core counted as quiet (default 30)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the tables to {DOCS.relative_to(REPO)}")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run django-stomp-push as of git commit REV (target 'baseline'), interleaved with the current code",
+    )
     args = parser.parse_args(argv)
+    if args.baseline:
+        add_baseline(checkout(args.baseline), args.baseline)
+        if args.targets == parser.get_default("targets"):
+            args.targets = ",".join(TARGETS)
 
     def choose(value: str | None, known: dict[str, object], default: list[str]) -> list[str]:
         chosen = [v.strip() for v in value.split(",") if v.strip()] if value else default
@@ -77,6 +86,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.smoke else 3)
     args.sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
     return args
+
+
+def checkout(rev: str) -> Path:
+    """A detached git worktree of ``rev`` under bench/results/ (removed with ``git worktree prune`` once deleted)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    root = RESULTS / f"baseline-{commit}"
+    if not root.exists():
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(root), commit], cwd=REPO, check=True)
+    return root
 
 
 def raise_open_files_limit() -> int:

@@ -19,8 +19,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STOMP_PATH = "/ws/stomp/"
-#: the repository (bench, django_stomp_push) and the test project's directory (testproject, demo)
-PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "testproject")])
 
 
 @dataclass(frozen=True)
@@ -29,6 +27,8 @@ class Target:
     label: str
     #: daphne application; None for the bare websockets server.
     asgi: str | None
+    #: the checkout its code comes from (another commit's for the ``baseline`` target)
+    root: Path = REPO
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,24 @@ TARGETS_OF_LAYER = {
 }
 
 
+def add_baseline(root: Path, rev: str) -> None:
+    """Register target ``baseline``: django-stomp-push as checked out at ``root`` (commit ``rev``), deployed
+    wherever ``ours`` is, so that a run compares a change with the code before it, interleaved."""
+    TARGETS["baseline"] = Target("baseline", f"django-stomp-push at {rev}", "bench.ours_asgi:application", root)
+    for layer, keys in TARGETS_OF_LAYER.items():
+        if "ours" in keys:
+            TARGETS_OF_LAYER[layer] = (*keys, "baseline")
+
+
+def pythonpath(root: Path) -> str:
+    """The checkout (bench, django_stomp_push) and its test project's directory (testproject, demo)."""
+    return os.pathsep.join([str(root), str(root / "testproject")])
+
+
+#: this checkout's
+PYTHONPATH = pythonpath(REPO)
+
+
 class ServerFailed(RuntimeError):
     pass
 
@@ -92,13 +110,13 @@ def _last_line(path: Path) -> str:
 class Process:
     """A child process in its own session, logging to a file."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, root: Path = REPO) -> None:
         self.log = log
         with open(log, "wb") as out:
             self.popen = subprocess.Popen(
                 argv,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": PYTHONPATH, "PYTHONUNBUFFERED": "1", **(env or {})},
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": pythonpath(root), "PYTHONUNBUFFERED": "1", **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -201,7 +219,7 @@ def deploy(
             else:
                 # -v 0: no access log line per connection (the same for every daphne target).
                 argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), target.asgi]
-            process = Process(argv, logs / f"{name}-p{i}.log", env)
+            process = Process(argv, logs / f"{name}-p{i}.log", env, target.root)
             processes.append(process)
             process.wait_listening(port)
             urls.append(f"ws://127.0.0.1:{port}{STOMP_PATH}")

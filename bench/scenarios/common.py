@@ -8,8 +8,8 @@ from ..harness import Bench, RunResult
 from ..report import Measurement, Table, mb, pct, seconds
 from ..servers import LAYERS, TARGETS
 
-#: baselines first: ratios are given against the textbook and the ceiling
-BASELINES = ["textbook", "websockets"]
+#: baselines first: ratios are given against the code before a change (``--baseline``), the textbook and the ceiling
+BASELINES = ["baseline", "textbook", "websockets"]
 RESOURCE_EXTRAS = {
     "connect+subscribe all": seconds,
     "server CPU": pct,
@@ -21,7 +21,7 @@ RESOURCE_EXTRAS = {
 
 
 def columns(bench: Bench) -> dict[str, str]:
-    order = ["websockets", "textbook", "ours"]
+    order = ["websockets", "textbook", "baseline", "ours"]
     return {key: TARGETS[key].label for key in order if key in bench.targets}
 
 
@@ -40,7 +40,7 @@ def server_table(
         fmt=fmt,
         row_header=row_header,
         columns=columns(bench),
-        baselines=BASELINES,
+        baselines=[b for b in BASELINES if b in bench.targets],
         extras={**(extras or {}), **RESOURCE_EXTRAS},
     )
 
