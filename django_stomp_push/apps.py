@@ -18,18 +18,18 @@ class StompPushConfig(AppConfig):
             daphne_compat,
         )
         from .conf import get_config
-        from .sessions import _is_db_store, store_class
+        from .sessions import session_engine
         from .signals import on_session_deleted, on_user_logged_out
 
         daphne_compat.install()
         user_logged_out.connect(on_user_logged_out, dispatch_uid="django_stomp_push.logged_out")
         try:
-            cls = store_class()
+            engine = session_engine()
         except Exception:  # reported by check stomp_push.E003
-            cls = None
-        if cls is not None and _is_db_store(cls):
+            engine = None
+        if engine is not None and engine.signals_deletes:
             post_delete.connect(
-                on_session_deleted, sender=cls.get_model_class(), dispatch_uid="django_stomp_push.session_deleted"
+                on_session_deleted, sender=engine.session_model, dispatch_uid="django_stomp_push.session_deleted"
             )
         try:
             modules = get_config().handler_modules

@@ -110,14 +110,14 @@ def _check_redis_hosts(config: dict[str, Any]) -> list[checks.CheckMessage]:
 
 
 def _check_sessions(config: Any) -> list[checks.CheckMessage]:
-    from .sessions import can_extend, engine_name, store_class
+    from .sessions import engine_name, session_engine
 
     try:
-        store_class()
+        engine = session_engine()
     except Exception as exc:
         return [checks.Error(f"SESSION_ENGINE cannot be imported: {exc}", id="stomp_push.E003")]
     messages: list[checks.CheckMessage] = []
-    if engine_name() == "signed_cookies":
+    if not engine.ends_server_side:
         messages.append(
             checks.Warning(
                 "With the signed_cookies session engine a session cannot be ended server-side: logout and "
@@ -136,7 +136,7 @@ def _check_sessions(config: Any) -> list[checks.CheckMessage]:
                 id="stomp_push.W004",
             )
         )
-    if config.activity != "none" and not can_extend():
+    if config.activity != "none" and not engine.can_extend:
         messages.append(
             checks.Warning(
                 f"STOMP_PUSH['ACTIVITY'] = {config.activity!r} has no effect with the {engine_name()} session engine, "

@@ -114,7 +114,9 @@ def _session_end(session_key: str, reason: str) -> tuple[str, dict[str, Any]]:
     return session_group(key), layer_messages.end_sessions([key], reason)
 
 
-def _sessions_end(session_keys: list[str], reason: str) -> list[tuple[str, dict[str, Any]]]:
+def session_end_messages(session_keys: list[str], reason: str) -> list[tuple[str, dict[str, Any]]]:
+    """(group, message) pairs that end every connection bound to ``session_keys``: one message to every hub per
+    :data:`END_SESSIONS_BATCH` keys (what :func:`end_sessions` sends; the file sweep sends them too)."""
     hashes = session_hashes(session_keys)
     return [
         (HUBS_GROUP, layer_messages.end_sessions(hashes[i : i + END_SESSIONS_BATCH], reason))
@@ -153,7 +155,7 @@ async def aend_session(session_key: str, reason: str = SESSION_ENDED) -> None:
 async def aend_sessions(session_keys: list[str], reason: str = SESSION_EXPIRED) -> None:
     """Like :func:`aend_session` for many keys at once: one message to every hub per
     :data:`END_SESSIONS_BATCH` keys (used by the ``post_delete`` receiver and the sweep of file sessions)."""
-    for group, message in _sessions_end(session_keys, reason):
+    for group, message in session_end_messages(session_keys, reason):
         await group_send(group, message)
 
 
@@ -203,7 +205,7 @@ def end_sessions(session_keys: list[str], reason: str = SESSION_EXPIRED) -> bool
     if not session_keys:
         return True
     return sync_layer.send_persistently(
-        _sessions_end(session_keys, reason),
+        session_end_messages(session_keys, reason),
         caller="end_sessions",
         what=f"{len(session_keys)} session ends ({reason})",
     )

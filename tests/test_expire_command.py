@@ -6,7 +6,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from channels.db import database_sync_to_async
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
@@ -45,16 +44,16 @@ def sweep_database(request, settings, monkeypatch):
     whatever the command would choose."""
     from django.conf import settings as django_settings
 
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push.sessions import deletion
 
     database, batching = request.param
     if database == "postgresql":
         if "postgres" not in django_settings.DATABASES:
             pytest.skip(django_settings.POSTGRES_MISSING)
         settings.DATABASE_ROUTERS = [SessionsOn("postgres")]
-        monkeypatch.setattr(command, "_planned_as_table_scan", lambda connection, rows: batching == "heap")
+        monkeypatch.setattr(deletion.PageRanges, "suits", lambda connection, model, now: batching == "heap")
     else:
-        monkeypatch.setattr(command, "_mostly_expired", lambda connection, model, rows: batching == "rowid")
+        monkeypatch.setattr(deletion.RowidRanges, "suits", lambda connection, model, now: batching == "rowid")
     assert connections[router.db_for_write(Session)].vendor == database
     return request.param
 
@@ -161,16 +160,17 @@ def test_file_engine_removes_only_expired_session_files(tmp_path, settings):
 def record_notices(monkeypatch) -> list[int]:
     """Make the command broadcast (as with channels-redis) into a list: one entry per sweep notice, the number of
     sessions deleted (committed) before it."""
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push import sync_layer
+    from django_stomp_push.sessions import sweep
 
     notices: list[int] = []
 
-    async def fake_asessions_swept(reason):
-        assert reason == "session expired"
-        notices.append(await database_sync_to_async(Session.objects.count)())
+    def fake_send(group, message, *, caller, alias=None):
+        assert (message["type"], message["reason"]) == ("stomp_push.sessions_swept", "session expired")
+        notices.append(Session.objects.count())
 
-    monkeypatch.setattr(command, "_reaches_servers", lambda: True)
-    monkeypatch.setattr(command, "asessions_swept", fake_asessions_swept)
+    monkeypatch.setattr(sweep, "reaches_servers", lambda: True)
+    monkeypatch.setattr(sync_layer, "send", fake_send)
     return notices
 
 
@@ -206,11 +206,11 @@ def test_batches_are_ranges_of_expiry_dates_and_one_notice_follows_the_commit(mo
 
 @RANGES
 def test_a_notice_follows_each_commit(monkeypatch):
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push.sessions import sweep
 
     make_sessions(expired=1000, alive=10)
     notices = record_notices(monkeypatch)
-    monkeypatch.setattr(command.Command, "COMMIT_INTERVAL", 0.0)  # a transaction per batch
+    monkeypatch.setattr(sweep.DatabaseSweep, "COMMIT_INTERVAL", 0.0)  # a transaction per batch
     out, _ = run("--batch-size", "400", "-v", "2")
     assert Session.objects.count() == 10
     assert notices == [10 + 1000 - total for total in batch_totals(out)]
@@ -218,15 +218,15 @@ def test_a_notice_follows_each_commit(monkeypatch):
 
 
 def test_nothing_expired_sends_no_notice_and_never_creates_the_layer(monkeypatch):
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push.sessions import sweep
 
     make_sessions(expired=0, alive=10)
     notices = record_notices(monkeypatch)
 
-    def no_closer():
+    def no_layer():
         raise AssertionError("the channel layer was set up for a sweep that deleted nothing")
 
-    monkeypatch.setattr(command, "_Closer", no_closer)
+    monkeypatch.setattr(sweep, "get_layer", no_layer)
     out, _ = run()
     assert "Deleted 0 expired sessions in 0 batches" in out
     assert notices == []
@@ -270,16 +270,17 @@ def test_rows_the_range_misses_are_deleted_by_key(monkeypatch, sweep_database):
 
 @RANGES
 def test_a_failed_notice_fails_the_command_with_what_is_committed_kept(monkeypatch):
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push import sync_layer
+    from django_stomp_push.sessions import sweep
 
     make_sessions(expired=5, alive=2)
 
-    async def failing_asessions_swept(reason):
+    def failing_send(group, message, *, caller, alias=None):
         raise ConnectionError("redis went away")
 
-    monkeypatch.setattr(command, "_reaches_servers", lambda: True)
-    monkeypatch.setattr(command, "asessions_swept", failing_asessions_swept)
-    monkeypatch.setattr(command.Command, "COMMIT_INTERVAL", 0.0)
+    monkeypatch.setattr(sweep, "reaches_servers", lambda: True)
+    monkeypatch.setattr(sync_layer, "send", failing_send)
+    monkeypatch.setattr(sweep.DatabaseSweep, "COMMIT_INTERVAL", 0.0)
     with pytest.raises(CommandError, match=r"could not broadcast session closes.*redis went away"):
         run("--batch-size", "2")
     # the first transaction is committed; the command stops at its notice and leaves the rest for the next run
@@ -301,18 +302,16 @@ def test_a_failed_notice_fails_the_command_with_what_is_committed_kept(monkeypat
 def test_batches_follow_the_tables_order_when_most_rows_expired(
     expired, alive, in_table_order, monkeypatch, sweep_database
 ):
-    from django_stomp_push.management.commands import expire_push_sessions as command
+    from django_stomp_push.sessions import deletion
 
-    monkeypatch.undo()  # the command decides: PostgreSQL's planner, or the share of SQLite's rowids
+    monkeypatch.undo()  # the sweep decides: PostgreSQL's planner, or the share of SQLite's rowids
     make_sessions(expired=expired, alive=alive)
     connection = connections[router.db_for_write(Session)]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE django_session")
-    now = timezone.now()
-    rows = Session.objects.using(connection.alias).filter(expire_date__lt=now)
-    batches = command._table_order_batches(connection, Session, rows, now, 100)
-    assert (batches is not None) is in_table_order
-    if batches is not None:
-        assert sum(batches) == expired
+    in_order = deletion.table_order(connection, Session, timezone.now())
+    assert (in_order is not None) is in_table_order
+    if in_order is not None:
+        assert sum(in_order.batches(100)) == expired
         assert Session.objects.count() == alive

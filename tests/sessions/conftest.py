@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+
+@pytest.fixture
+def make_user(db):
+    """Users in the test's transaction: these tests need no transactional database (and flush no PostgreSQL)."""
+
+    def make(username: str = "alice"):
+        return get_user_model().objects.create_user(username=username, password="pw-" + username)
+
+    return make
+
+
+class SessionsOn:
+    """A database router: the sessions app on one database alias."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def db_for_read(self, model, **hints):
+        return self.alias if model._meta.app_label == "sessions" else None
+
+    db_for_write = db_for_read
+
+
+def sessions_on_postgresql(settings) -> None:
+    """Route the session table to the PostgreSQL test database (skip when there is none)."""
+    from django.conf import settings as django_settings
+
+    if "postgres" not in django_settings.DATABASES:
+        pytest.skip(django_settings.POSTGRES_MISSING)
+    settings.DATABASE_ROUTERS = [SessionsOn("postgres")]
