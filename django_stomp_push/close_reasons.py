@@ -12,6 +12,29 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
+
+#: The ``reconnect`` header of every ERROR frame before a close: what a client should do next.
+RECONNECT_NEVER = "never"  # the session is gone or the client broke a rule: retrying the same way fails again
+RECONNECT_LATER = "later"  # the server asks for a pause: retry after the ``retry-after`` header's milliseconds
+RECONNECT_NOW = "now"  # something transient: retry, with the client's usual (jittered) backoff
+
+_RECONNECT_BY_CODE = {
+    CLOSE_PROTOCOL_ERROR: RECONNECT_NEVER,
+    CLOSE_POLICY_VIOLATION: RECONNECT_NEVER,
+    CLOSE_TOO_BIG: RECONNECT_NEVER,
+    CLOSE_SERVER_ERROR: RECONNECT_NOW,
+    CLOSE_SERVICE_RESTART: RECONNECT_LATER,
+    CLOSE_TRY_AGAIN_LATER: RECONNECT_LATER,
+}
+
+
+def reconnect_for(code: int) -> str:
+    """What a close with ``code`` tells the client by default (a close site may say otherwise: a heart-beat
+    timeout is a policy close after which reconnecting at once is right)."""
+    return _RECONNECT_BY_CODE.get(code, RECONNECT_NOW)
+
 
 #: ERROR ``message`` texts when the bound Django session ends.
 SESSION_ENDED = "session ended"

@@ -1014,3 +1014,36 @@ async def test_an_unsupported_version_error_lists_the_supported_versions_in_a_ve
     client = StompTestClient(key)
     error = await client.connect(version="2.0")
     assert error.command == "ERROR" and error.headers["version"] == "1.0,1.1,1.2"
+
+
+# -- what a client should do after a close -------------------------------------------------------------------
+
+
+async def test_an_error_after_a_session_end_tells_the_client_not_to_reconnect(key):
+    from django_stomp_push import aend_session
+
+    client = await connected(key)
+    await aend_session(key, "signed out by an administrator")
+    error = await expect_error(client, "signed out by an administrator", POLICY_VIOLATION)
+    assert error.headers["reconnect"] == "never"
+
+
+async def test_an_error_for_a_broken_rule_tells_the_client_not_to_reconnect(key):
+    client = await connected(key)
+    await client.send("SUBSCRIBE", {"id": "0", "destination": "/nowhere"})
+    error = await expect_error(client, "unknown destination /nowhere", POLICY_VIOLATION)
+    assert error.headers["reconnect"] == "never"
+
+
+async def test_an_error_after_a_heart_beat_timeout_tells_the_client_to_reconnect_now(key):
+    with stomp_settings(heartbeat=(100, 100), heartbeat_grace=2.0):
+        client = await connected(key, heart_beat="100,0")
+        error = await expect_error(client, "heart-beat timeout", POLICY_VIOLATION)
+    assert error.headers["reconnect"] == "now"
+
+
+async def test_an_error_after_a_server_failure_tells_the_client_to_reconnect_now(key):
+    client = await connected(key)
+    await client.send("SEND", {"destination": "/app/fail"})
+    error = await expect_error(client, "internal server error", SERVER_ERROR)
+    assert error.headers["reconnect"] == "now"

@@ -13,6 +13,7 @@ from ..close_reasons import (
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
     CLOSE_SERVER_ERROR,
+    RECONNECT_NOW,
 )
 from ..csrf import token_matches_cookie
 from ..destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
@@ -51,6 +52,7 @@ class FrameActions:
                 CLOSE_POLICY_VIOLATION,
                 "CONNECT timeout",
                 f"no CONNECT frame within {self.config.connect_timeout:g} seconds of opening the WebSocket",
+                reconnect=RECONNECT_NOW,
             )
 
     def protocol_error(self, exc: StompError) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..close_reasons import CLOSE_POLICY_VIOLATION, session_end_detail
+from ..close_reasons import CLOSE_POLICY_VIOLATION, RECONNECT_NOW, reconnect_for, session_end_detail
 from ..conf import Config, get_config
 from ..hub import Hub
 from ..push import encode_body
@@ -182,8 +182,13 @@ class Endpoint:
         detail: str = "",
         receipt_id: str | None = None,
         headers: dict[str, str] | None = None,
+        reconnect: str | None = None,
     ) -> None:
-        """Send an ERROR frame (when ``message`` is given), then close with ``code`` and ``message`` as reason."""
+        """Send an ERROR frame (when ``message`` is given), then close with ``code`` and ``message`` as reason.
+
+        The ERROR's ``reconnect`` header tells the client what to do next: ``reconnect`` if given, else what
+        :func:`~..close_reasons.reconnect_for` says of ``code``.
+        """
         if self.closing:
             return
         self.closing = True
@@ -191,6 +196,7 @@ class Endpoint:
         self.inbound.stop()
         error = None
         if message is not None:
+            headers = {"reconnect": reconnect or reconnect_for(code), **(headers or {})}
             error = self.protocol.error(message, detail, receipt_id, headers).decode("utf-8", "replace")
             logger.info("django-stomp-push: closing %s with %d: %s", self.connection_id, code, for_log(message))
         self.outbound.close(code, (message or "")[:120], error)
@@ -200,10 +206,11 @@ class Endpoint:
             self.hub.stats["slow_consumers"] += 1
         logger.warning("django-stomp-push: closing slow consumer %s: %s", self.connection_id, for_log(why))
         self.outbound.drop()
-        self.close(CLOSE_POLICY_VIOLATION, "slow consumer", f"the client is not reading: {why}")
+        detail = f"the client is not reading: {why}"
+        self.close(CLOSE_POLICY_VIOLATION, "slow consumer", detail, reconnect=RECONNECT_NOW)
 
     def _silent(self, detail: str) -> None:
-        self.close(CLOSE_POLICY_VIOLATION, "heart-beat timeout", detail)
+        self.close(CLOSE_POLICY_VIOLATION, "heart-beat timeout", detail, reconnect=RECONNECT_NOW)
 
     def _notify_page(self, body: dict[str, Any]) -> int:
         return self.deliver_local(self.config.session_destination, body)
