@@ -9,7 +9,7 @@ stomp_push.E003           ``SESSION_ENGINE`` cannot be imported
 stomp_push.E004           ``AUTHORIZE`` does not import
 stomp_push.W001           in-memory channel layer with ``DEBUG = False`` (closes and pushes stay in one process)
 stomp_push.W002           ``signed_cookies`` session engine: sessions cannot be ended server-side
-stomp_push.W003           the ASGI application mounts the consumer without session/auth middleware
+stomp_push.W003           the ASGI application mounts the consumer without session middleware
 stomp_push.W004           ``SESSION_COOKIE_AGE`` shorter than the heart-beat interval
 stomp_push.W005           channels-redis with redis-py settings that lose messages (socket timeout / pool)
 stomp_push.W006           ``ACTIVITY`` set for an engine that cannot be extended
@@ -159,13 +159,13 @@ def _check_asgi_application() -> list[checks.CheckMessage]:
         return []
     from .consumer import StompConsumer
 
-    bare = [chain for chain in _consumer_chains(app, ()) if not _has_session_and_auth(chain)]
+    bare = [chain for chain in _consumer_chains(app, ()) if not _has_session(chain)]
     if not bare:
         return []
     return [
         checks.Warning(
-            "The STOMP consumer is mounted without SessionMiddleware and AuthMiddleware around it: connections "
-            "cannot be bound to a Django session and every CONNECT is refused (or anonymous).",
+            "The STOMP consumer is mounted without SessionMiddleware around it: connections cannot be bound to a "
+            "Django session and every CONNECT is refused (or anonymous).",
             hint="Use django_stomp_push.routing.stomp_application() or wrap() around your URLRouter.",
             id="stomp_push.W003",
             obj=StompConsumer,
@@ -198,8 +198,7 @@ def _consumer_chains(app: Any, chain: tuple[Any, ...], depth: int = 0) -> list[t
     return found
 
 
-def _has_session_and_auth(chain: tuple[Any, ...]) -> bool:
-    from channels.auth import AuthMiddleware
+def _has_session(chain: tuple[Any, ...]) -> bool:
     from channels.sessions import SessionMiddleware
 
-    return any(isinstance(m, SessionMiddleware) for m in chain) and any(isinstance(m, AuthMiddleware) for m in chain)
+    return any(isinstance(m, SessionMiddleware) for m in chain)

@@ -85,7 +85,7 @@ class StompConsumer(AsyncConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.channel_layer = None  # pushes and closes reach this connection through the process's hub
-        peer = Peer(scope.get("session"), scope.get("user"), scope.get("cookies") or {})
+        peer = Peer(scope.get("session"), scope.get("cookies") or {})
         self.endpoint = endpoint = Endpoint(AsgiWebSocket(send), peer)
         try:
             reads = 0

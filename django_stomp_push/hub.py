@@ -176,7 +176,8 @@ class Hub:
         ]
 
     async def bind(self, outlet: Outlet) -> None:
-        """Register a connection under its user and session, joining their groups.
+        """Register a connection under its user and session, joining their groups; a membership registered
+        already is kept as it is (a connection binds its session first, and its user once the session is read).
 
         If a join fails or the caller is cancelled, the membership being joined is taken back here (the join
         gave its count back): :meth:`unbind` then releases exactly what was registered.
@@ -184,6 +185,8 @@ class Hub:
         self.outlets.add(outlet)
         for table, key, group in self._memberships(outlet):
             members = table.setdefault(key, set())
+            if outlet in members:
+                continue
             members.add(outlet)
             try:
                 await self.join(group)

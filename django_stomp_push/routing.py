@@ -1,4 +1,4 @@
-"""Ready-made routing: the STOMP endpoint wrapped in Origin validation, cookies, session and auth.
+"""Ready-made routing: the STOMP endpoint wrapped in Origin validation, cookies and the session.
 
 ``asgi.py`` becomes::
 
@@ -19,11 +19,18 @@ DEFAULT_PATH = "ws/stomp/"
 
 
 def wrap(inner: Any) -> Any:
-    """``inner`` behind ``AllowedHostsOriginValidator``, ``SessionMiddlewareStack`` and ``AuthMiddlewareStack``."""
-    from channels.auth import AuthMiddlewareStack
-    from channels.security.websocket import AllowedHostsOriginValidator
+    """``inner`` behind ``AllowedHostsOriginValidator`` and ``SessionMiddlewareStack`` (cookies and the session
+    object, which reads nothing yet).
 
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+    No ``AuthMiddleware``: it would look the session and the user up during the WebSocket handshake, one
+    connection at a time on asgiref's single sync thread. The connection reads its session, user and auth hash at
+    CONNECT instead, batched with the other connections' reads (a reconnect storm costs the database a few large
+    queries, not thousands of small ones).
+    """
+    from channels.security.websocket import AllowedHostsOriginValidator
+    from channels.sessions import SessionMiddlewareStack
+
+    return AllowedHostsOriginValidator(SessionMiddlewareStack(inner))
 
 
 def websocket_urlpatterns(route: str = DEFAULT_PATH, consumer: Any = None) -> list[Any]:

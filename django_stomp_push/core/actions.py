@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
 
 from .. import handlers
 from ..close_reasons import (
@@ -17,9 +17,8 @@ from ..close_reasons import (
 )
 from ..csrf import token_matches_cookie
 from ..destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
-from ..hub import get_hub
+from ..hub import Hub, get_hub
 from ..push import RESERVED_HEADERS, apush
-from ..sessions import read_session
 from ..stomp import (
     Commit,
     Connect,
@@ -32,6 +31,7 @@ from ..stomp import (
     error_headers,
 )
 from .binding import find_swept
+from .session_reads import session_reads
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -96,24 +96,13 @@ class FrameActions:
             return
         hub = endpoint.hub = await get_hub(config.channel_layer, find_swept)
         session_key = endpoint.peer.session_key
-        user = endpoint.user = endpoint.peer.user
         if session_key:
             endpoint.session_key_hash = session_hash(session_key)
-        if user is not None and getattr(user, "is_authenticated", False):
-            endpoint.user_key = user_hash(user)
         # Join the session's group before reading the session: a close broadcast meanwhile is not missed.
-        endpoint.binding_in_progress = True
-        try:
-            await hub.bind(endpoint)
-        except BaseException:
-            endpoint.binding_in_progress = False
-            hub.unbind(endpoint)
-            raise
-        endpoint.binding_in_progress = False
-        if endpoint.closing:  # closed while joining: its unregistering left the binding to us
-            hub.unbind(endpoint)
+        if not await self._bind(hub):
             return
-        state = await database_sync_to_async(read_session)(session_key) if session_key else None
+        # One round trip for the session's row, expiry, user and auth hash, batched with the other connections'.
+        state = await session_reads().read(session_key) if session_key else None
         if endpoint.closing:
             return
         if state is None:
@@ -126,7 +115,12 @@ class FrameActions:
                 )
                 return
             hub.unbind(endpoint)
-            endpoint.session_key_hash = endpoint.user_key = None
+            endpoint.session_key_hash = None
+        user = endpoint.user = state.user if state is not None and state.user is not None else AnonymousUser()
+        if user.is_authenticated:
+            endpoint.user_key = user_hash(user)
+            if not await self._bind(hub):
+                return
         headers = {}
         if endpoint.user_key is not None:
             headers["user-name"] = user.get_username()
@@ -135,6 +129,22 @@ class FrameActions:
         endpoint.send_frame(endpoint.protocol.connected(headers, session=endpoint.connection_id))
         endpoint.heartbeats.start(endpoint.protocol.heartbeat)
         endpoint.binding.start(state)
+
+    async def _bind(self, hub: Hub) -> bool:
+        """Bind the connection to its session's (and user's) groups; False when it closed meanwhile."""
+        endpoint = self.endpoint
+        endpoint.binding_in_progress = True
+        try:
+            await hub.bind(endpoint)
+        except BaseException:
+            endpoint.binding_in_progress = False
+            hub.unbind(endpoint)
+            raise
+        endpoint.binding_in_progress = False
+        if endpoint.closing:  # closed while joining: its unregistering left the binding to us
+            hub.unbind(endpoint)
+            return False
+        return True
 
     def _csrf_ok(self, headers: dict[str, str]) -> bool:
         from django.conf import settings

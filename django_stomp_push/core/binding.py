@@ -21,7 +21,8 @@ from channels.db import database_sync_to_async
 
 from ..close_reasons import SESSION_ENDED, SESSION_EXPIRED
 from ..conf import Config
-from ..sessions import SessionState, extend_session, read_session, swept_keys
+from ..sessions import SessionState, extend_session, swept_keys
+from .session_reads import session_reads
 from .timers import Timers
 
 logger = logging.getLogger("django_stomp_push")
@@ -108,7 +109,7 @@ class SessionBinding:
         old = self.state
         if old is None or self.ended:
             return
-        state = await database_sync_to_async(read_session)(old.key)
+        state = await session_reads().read(old.key)
         if self.ended:
             return
         if state is None:

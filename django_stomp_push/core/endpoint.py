@@ -42,7 +42,6 @@ class Peer:
     """Who is on the other end, as the transport's handshake established it."""
 
     session: Any  # the Django session object of the handshake's cookie (its key binds the connection), or None
-    user: Any  # the user of that session (AnonymousUser when not signed in), or None
     cookies: dict[str, str]  # the handshake's cookies (the CSRF check reads the CSRF cookie)
 
     @property

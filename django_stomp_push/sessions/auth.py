@@ -18,19 +18,20 @@ from django.utils.crypto import constant_time_compare
 SignIn = tuple[str, Hashable]  # (backend path, user id)
 
 
-def still_signed_in(sessions: Mapping[str, dict[str, Any]]) -> set[str]:
-    """The keys of ``sessions`` (session key -> decoded data) whose signed-in user is still valid.
+def still_signed_in(sessions: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The keys of ``sessions`` (session key -> decoded data) whose signed-in user is still valid, each with that
+    user (None for a session without a signed-in user).
 
     What ``django.contrib.auth.get_user`` checks: the user exists (per its backend) and the session's auth hash
     matches the user's (or one of its fallbacks). A session without a signed-in user is valid as far as auth is
     concerned. The users of ``ModelBackend`` (and of its subclasses that keep its ``get_user``) are fetched in one
     query; other backends' users one ``get_user`` call each.
     """
-    valid: set[str] = set()
+    valid: dict[str, Any] = {}
     sign_ins: dict[str, SignIn] = {}
     for key, data in sessions.items():
         if SESSION_KEY not in data:
-            valid.add(key)
+            valid[key] = None
             continue
         sign_in = _sign_in(data)
         if sign_in is not None:
@@ -39,7 +40,7 @@ def still_signed_in(sessions: Mapping[str, dict[str, Any]]) -> set[str]:
     for key, sign_in in sign_ins.items():
         user = users.get(sign_in)
         if user is not None and _hash_matches(user, sessions[key].get(HASH_SESSION_KEY)):
-            valid.add(key)
+            valid[key] = user
     return valid
 
 

@@ -55,9 +55,10 @@ class SessionEngine:
         """The state of session ``key``, or None if it does not exist, has expired, or its user is no longer valid."""
         store = self.store_class(key)
         data, valid = load_without_create(store)
-        if not valid or key not in still_signed_in({key: data}):
+        users = still_signed_in({key: data}) if valid else {}
+        if key not in users:
             return None
-        return session_state(store, key, self._expires_at(store, data), data)
+        return session_state(store, key, self._expires_at(store, data), data, users[key])
 
     def read_many(self, keys: Iterable[str]) -> dict[str, SessionState | None]:
         """:meth:`read` of each of ``keys``."""
@@ -118,9 +119,9 @@ class DatabaseEngine(SessionEngine):
             ).values_list("session_key", "expire_date", "session_data")
             found = {key: (self.store_class(key), expires_at, encoded) for key, expires_at, encoded in rows}
             decoded = {key: store.decode(encoded) for key, (store, _, encoded) in found.items()}
-            for key in still_signed_in(decoded):
+            for key, user in still_signed_in(decoded).items():
                 store, expires_at, _ = found[key]
-                states[key] = session_state(store, key, expires_at, decoded[key])
+                states[key] = session_state(store, key, expires_at, decoded[key], user)
         return states
 
     def swept_keys(self, keys: list[str]) -> set[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +20,16 @@ class SessionState:
     max_age: int | None
     """Seconds an extension adds; None for a session with an absolute expiry (``set_expiry(datetime)``)."""
     user_id: str | None
+    #: The signed-in user as read with the session (None when not signed in), for the connection's CONNECT.
+    user: Any = field(default=None, compare=False, repr=False)
 
 
-def session_state(store: SessionBase, key: str, expires_at: datetime | None, data: dict[str, Any]) -> SessionState:
-    """The state of session ``key`` whose decoded data is ``data`` (``store``: a store of its engine)."""
-    return SessionState(key, expires_at, _max_age(store, data), _user_id(data))
+def session_state(
+    store: SessionBase, key: str, expires_at: datetime | None, data: dict[str, Any], user: Any = None
+) -> SessionState:
+    """The state of session ``key`` whose decoded data is ``data`` (``store``: a store of its engine), signed in
+    as ``user``."""
+    return SessionState(key, expires_at, _max_age(store, data), _user_id(data), user)
 
 
 def _max_age(store: SessionBase, data: dict[str, Any]) -> int | None:
