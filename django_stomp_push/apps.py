@@ -13,15 +13,13 @@ class StompPushConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete
 
-        from . import (
-            checks,  # noqa: F401  (registers the system checks)
-            daphne_compat,
-        )
+        from . import checks  # noqa: F401  (registers the system checks)
         from .conf import get_config
+        from .daphne import install
         from .sessions import session_engine
         from .signals import on_session_deleted, on_user_logged_out
 
-        daphne_compat.install()
+        install()
         user_logged_out.connect(on_user_logged_out, dispatch_uid="django_stomp_push.logged_out")
         try:
             engine = session_engine()

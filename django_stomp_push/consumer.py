@@ -15,8 +15,8 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from . import daphne_compat
 from .core.endpoint import Endpoint, Peer
+from .daphne import DaphneTransport
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
@@ -27,14 +27,14 @@ READS_PER_TURN = 64
 class AsgiWebSocket:
     """The core's :class:`~.core.transport.Transport` over an ASGI WebSocket (daphne, uvicorn, ...).
 
-    On daphne it also uses :class:`~.daphne_compat.DaphneTransport`: frames sent synchronously, the bytes daphne
+    On daphne it also uses :class:`~.daphne.DaphneTransport`: frames sent synchronously, the bytes daphne
     still holds for the client, and pausing the socket's reading (daphne queues every message without a bound).
     """
 
     def __init__(self, send: Any) -> None:
         self._send = send
-        self._daphne = daphne_compat.DaphneTransport.behind(send)
-        self._send_now: Any = None  # daphne's synchronous send, once the WebSocket is accepted
+        self._daphne = DaphneTransport.behind(send)
+        self._send_now: Any = None  # daphne's synchronous send of one frame, once the WebSocket is accepted
 
     async def accept(self, subprotocol: str | None) -> None:
         message: dict[str, Any] = {"type": "websocket.accept"}
@@ -43,14 +43,14 @@ class AsgiWebSocket:
         await self._send(message)
         if self._daphne is not None:
             self._daphne.write_through()
-            self._send_now = self._daphne.send_now
+            self._send_now = self._daphne.send_frame
 
     async def send(self, frame: str | bytes) -> None:
         await self._send(_message(frame))
 
     def send_now(self, frame: str | bytes) -> bool:
         send_now = self._send_now
-        return send_now is not None and send_now(_message(frame))
+        return send_now is not None and send_now(frame)
 
     async def close(self, code: int, reason: str) -> None:
         message: dict[str, Any] = {"type": "websocket.close", "code": code}

@@ -61,4 +61,3 @@ async def test_a_failed_read_fails_every_waiter_of_its_batch_and_the_next_read_w
     monkeypatch.undo()
     state = await reads.read(key)
     assert state is not None and state.user.username == "alice"
-

@@ -11,10 +11,12 @@ everything before it, is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
 
+from ..close_reasons import CLOSE_SERVER_ERROR
 from .transport import Transport
 
 logger = logging.getLogger("django_stomp_push")
@@ -141,9 +143,14 @@ class Outbound:
                         return
                     elif not transport.send_now(item):
                         await transport.send(item)
-                except Exception:  # the transport is gone: nothing more can be written
+                except Exception:  # the transport is gone, or refused the frame: nothing more can be written
                     logger.debug("django-stomp-push: send failed on %s", self.name, exc_info=True)
+                    self.closed = True
                     queue.clear()
+                    self._bytes = 0
+                    if not isinstance(item, _Close):
+                        with contextlib.suppress(Exception):  # a transport that refused a frame can still close
+                            await transport.close(CLOSE_SERVER_ERROR, "send failed")
                     return
                 finally:
                     self.sending_since = None

@@ -1,6 +1,7 @@
 """On daphne, pushes are written as WebSocket frames built by django-stomp-push (not autobahn) when autobahn would
 send one plain frame: every payload length class (7-bit, 16-bit, 64-bit), text and binary, must arrive intact,
-and so must one push larger than daphne's 1 MiB incoming message limit and the 512 KiB outbound buffer."""
+and so must one push larger than daphne's 1 MiB incoming message limit and the 512 KiB outbound buffer.
+(The frame encoding itself, and the same sizes on the fallback, are in tests/test_daphne_seam.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import asyncio
 
 import pytest
 import websockets
-from websockets.frames import Frame, Opcode
 
-from django_stomp_push.daphne_compat import DaphneTransport
 from tests.reliability.clients import stomp_frame
 from tests.servers import DEMO_PASSWORDS
 
@@ -21,14 +20,6 @@ TEXT_SIZES = [*range(0, 40), *range(65_390, 65_440), 300_000]
 BINARY_SIZES = [1, 10, 65_420, 65_500, 200_000]
 #: pushed last, when the client has nothing left to read before it
 BIG = 2_000_000
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 65_537, 1_000_000])
-@pytest.mark.parametrize("opcode", [0x81, 0x82], ids=["text", "binary"])
-def test_frames_are_the_rfc_6455_encoding_of_one_final_unmasked_message(size, opcode):
-    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    expected = Frame(Opcode.TEXT if opcode == 0x81 else Opcode.BINARY, payload).serialize(mask=False, extensions=[])
-    assert DaphneTransport._frame(opcode, payload) == expected
 
 
 def test_pushes_of_every_length_class_arrive_intact_over_daphne(redis_server, project_factory, daphne_factory):
