@@ -20,6 +20,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .core.admission import adrain, drain
     from .handlers import Message, handler
     from .push import (
         aend_session,
@@ -36,10 +37,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Message",
+    "adrain",
     "aend_session",
     "aend_sessions",
     "apush",
     "apush_to_user",
+    "drain",
     "end_session",
     "end_sessions",
     "handler",
@@ -51,6 +54,8 @@ __all__ = [
 _HOMES = {
     "Message": "handlers",
     "handler": "handlers",
+    "drain": "core.admission",
+    "adrain": "core.admission",
     "aend_session": "push",
     "aend_sessions": "push",
     "apush": "push",

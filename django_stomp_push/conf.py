@@ -66,6 +66,13 @@ class Config:
     csrf_check: bool = False
     #: Channel layer alias used for pushes and session closes.
     channel_layer: str = "default"
+    #: Connections of one process that may wait for their CONNECT to be carried out; past it new ones are refused
+    #: with ERROR "server busy", a jittered ``retry-after`` and close 1013.
+    admission_limit: int = 2000
+    #: Seconds over which a draining process spreads its clients' reconnects (``retry-after`` of "server restarting").
+    drain_window: float = 10.0
+    #: Drain (ERROR "server restarting", close 1012) on SIGTERM/SIGINT before the server's own shutdown.
+    drain_on_signals: bool = True
     #: Seconds a request (a push from sync code, a logout's session-end broadcast) waits for the channel layer.
     layer_timeout: float = 1.0
     #: Seconds between re-joins of channel-layer groups (channels-redis forgets members after group_expiry).
@@ -92,6 +99,7 @@ _POSITIVE_INTS = (
     "max_pending_acks",
     "outbound_buffer_size",
     "inbound_buffer_size",
+    "admission_limit",
 )
 _POSITIVE_NUMBERS = (
     "heartbeat_grace",
@@ -101,6 +109,7 @@ _POSITIVE_NUMBERS = (
     "revalidate_interval",
     "group_refresh_interval",
     "layer_timeout",
+    "drain_window",
 )
 
 
@@ -138,7 +147,7 @@ def build_config(raw: dict[str, Any] | None) -> Config:
     user_prefix = values.get("user_prefix", Config.user_prefix)
     if not (isinstance(destination, str) and destination.startswith(user_prefix)):
         raise ImproperlyConfigured(f"STOMP_PUSH['SESSION_DESTINATION'] must start with {user_prefix!r}")
-    for name in ("allow_anonymous", "client_send_to_topics", "csrf_check"):
+    for name in ("allow_anonymous", "client_send_to_topics", "csrf_check", "drain_on_signals"):
         if name in values and not isinstance(values[name], bool):
             raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must be True or False")
     authorize = values.get("authorize")

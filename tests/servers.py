@@ -173,6 +173,8 @@ class DaphneServer:
     env: dict[str, str]
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: "daphne" or "uvicorn": the ASGI server that runs testproject.asgi:application
+    server: str = "daphne"
 
     @property
     def http_url(self) -> str:
@@ -183,10 +185,14 @@ class DaphneServer:
         return f"ws://127.0.0.1:{self.port}/ws/stomp/"
 
     def start(self) -> DaphneServer:
-        self.log_path = self.project.db_path.parent / f"daphne-{self.port}.log"
+        self.log_path = self.project.db_path.parent / f"{self.server}-{self.port}.log"
         log = open(self.log_path, "wb")
+        if self.server == "uvicorn":
+            argv = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets"]
+        else:
+            argv = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "testproject.asgi:application"],
+            [sys.executable, *argv, "testproject.asgi:application"],
             env=self.project.env(**self.env),
             cwd=str(TESTPROJECT),
             stdout=log,
@@ -195,7 +201,7 @@ class DaphneServer:
         try:
             wait_for_port(self.port, timeout=30, process=self.process)
         except Exception:
-            raise RuntimeError(f"daphne did not start:\n{self.log()}") from None
+            raise RuntimeError(f"{self.server} did not start:\n{self.log()}") from None
         return self
 
     def log(self) -> str:
@@ -279,11 +285,11 @@ def project_factory(tmp_path_factory) -> Iterator:
 
 @pytest.fixture
 def daphne_factory() -> Iterator:
-    """Start daphne servers for a Project; all are stopped after the test."""
+    """Start servers of a Project (daphne, or ``server="uvicorn"``); all are stopped after the test."""
     started: list[DaphneServer] = []
 
-    def start(project: Project, **env: str) -> DaphneServer:
-        server = DaphneServer(project, free_port(), env).start()
+    def start(project: Project, server: str = "daphne", **env: str) -> DaphneServer:
+        server = DaphneServer(project, free_port(), env, server=server).start()
         started.append(server)
         return server
 

@@ -3,7 +3,8 @@
 from testproject.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STOMP_PUSH = {"HANDLER_MODULES": ["demo.stomp", "tests.handlers"]}
+# DRAIN_ON_SIGNALS off: a test run keeps its own Ctrl-C (the real servers the tests start keep the default)
+STOMP_PUSH = {"HANDLER_MODULES": ["demo.stomp", "tests.handlers"], "DRAIN_ON_SIGNALS": False}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 

@@ -127,6 +127,7 @@ class FrameActions:
         if state is not None and state.expires_at is not None:
             headers["session-expires"] = str(int(state.expires_at.timestamp() * 1000))
         endpoint.send_frame(endpoint.protocol.connected(headers, session=endpoint.connection_id))
+        endpoint.gate.connected(endpoint)
         endpoint.heartbeats.start(endpoint.protocol.heartbeat)
         endpoint.binding.start(state)
 

@@ -22,6 +22,7 @@ from ..push import encode_body
 from ..stomp import PushedMessage, ServerConnection, StompError, Subscription
 from ..untrusted import for_log
 from .actions import FrameActions
+from .admission import gate
 from .binding import SessionBinding
 from .heartbeats import Heartbeats
 from .inbound import Inbound
@@ -83,6 +84,7 @@ class Endpoint:
         self.binding = SessionBinding(self.timers, config, self.end_session, self._notify_page, self.connection_id)
         self._transport = transport
         self._message_ids = itertools.count(1)
+        self.gate = gate()
 
     # -- the transport's side ------------------------------------------------------------------------------
 
@@ -90,7 +92,8 @@ class Endpoint:
         """The client connected: accept at once (a close before accept would reach it as HTTP 403, without a
         reason) and give it ``CONNECT_TIMEOUT`` seconds to send CONNECT."""
         self.outbound.accept(subprotocol)
-        self.timers.set("connect", self.config.connect_timeout, self.actions.connect_timed_out)
+        if self.gate.admit(self):  # else refused at once: "server busy" (1013) or "server restarting" (1012)
+            self.timers.set("connect", self.config.connect_timeout, self.actions.connect_timed_out)
 
     def received(self, data: bytes) -> None:
         """What the client sent (any part of a frame, or several frames); never waits."""
@@ -106,6 +109,7 @@ class Endpoint:
         """The client is gone: release everything."""
         self.closing = True
         self._unregister()
+        self.gate.connected(self)
         await self.inbound.finish(SHUTDOWN_GRACE)
         for task in self.binding.stop():
             task.cancel()
@@ -193,6 +197,7 @@ class Endpoint:
         self.closing = True
         self._unregister()
         self.inbound.stop()
+        self.gate.connected(self)
         error = None
         if message is not None:
             headers = {"reconnect": reconnect or reconnect_for(code), **(headers or {})}

@@ -1,0 +1,185 @@
+"""Who may connect to this process, and how it leaves: admission control in a storm, and the drain of a deploy.
+
+- **Admission.** A connection counts as *pending* from its WebSocket's opening until its CONNECT is answered. When
+  more than ``ADMISSION_LIMIT`` are pending, the process cannot serve a new one in time: it is refused at once and
+  cheaply (no session read, no group join) with ERROR ``server busy``, ``reconnect: later``, a jittered
+  ``retry-after`` and close 1013 (Try Again Later), never left to a handshake timeout or a TCP reset.
+- **Drain.** :func:`drain` (and, with ``DRAIN_ON_SIGNALS``, SIGTERM or SIGINT) makes the process refuse new
+  connections and close every open one with ERROR ``server restarting``, ``reconnect: later`` and a
+  ``retry-after`` drawn over ``DRAIN_WINDOW``, then close 1012 (Service Restart): the clients come back to the
+  other servers spread over the window instead of all at once. After a signal, the server's own shutdown follows
+  once the closes are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..close_reasons import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, RECONNECT_LATER
+from ..conf import get_config
+
+logger = logging.getLogger("django_stomp_push")
+
+SERVER_BUSY = "server busy"
+SERVER_RESTARTING = "server restarting"
+#: Seconds a drain started by a signal waits for the closes to be written before the server's own shutdown.
+SIGNAL_GRACE = 1.0
+
+
+class Closable(Protocol):
+    def close(
+        self,
+        code: int,
+        message: str | None = None,
+        detail: str = "",
+        receipt_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        reconnect: str | None = None,
+    ) -> None: ...
+
+
+class Gate:
+    """The connections of one event loop: pending, open, and whether the process is draining."""
+
+    def __init__(self) -> None:
+        self.pending: set[Closable] = set()
+        self.open: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.draining = False
+        #: Connections refused as "server busy", for operators and tests.
+        self.refused = 0
+
+    def admit(self, connection: Closable) -> bool:
+        """Count a new connection in, or refuse it (ERROR and close) and return False."""
+        config = get_config()
+        if self.draining:
+            refuse(connection, CLOSE_SERVICE_RESTART, SERVER_RESTARTING, config.drain_window)
+            return False
+        if len(self.pending) >= config.admission_limit:
+            self.refused += 1
+            refuse(connection, CLOSE_TRY_AGAIN_LATER, SERVER_BUSY, 2.0, floor=1.0)
+            return False
+        self.pending.add(connection)
+        self.open.add(connection)
+        return True
+
+    def connected(self, connection: Closable) -> None:
+        """Its CONNECT was answered (or it closed): it no longer waits."""
+        self.pending.discard(connection)
+
+    def drain(self, window: float) -> int:
+        """Refuse new connections; close every open one with ``server restarting``. Returns how many."""
+        self.draining = True
+        closing = list(self.open)
+        for connection in closing:
+            refuse(connection, CLOSE_SERVICE_RESTART, SERVER_RESTARTING, window)
+        return len(closing)
+
+
+def refuse(connection: Closable, code: int, message: str, window: float, floor: float = 0.0) -> None:
+    """ERROR ``message`` with ``reconnect: later`` and a ``retry-after`` (ms) drawn from [floor, floor + window]
+    seconds, then close ``code``."""
+    retry_after = int((floor + random.uniform(0.0, window)) * 1000)
+    detail = (
+        "this server is restarting: reconnect after retry-after milliseconds"
+        if code == CLOSE_SERVICE_RESTART
+        else "this server has more connections waiting than it can serve in time: reconnect after retry-after ms"
+    )
+    connection.close(code, message, detail, headers={"retry-after": str(retry_after)}, reconnect=RECONNECT_LATER)
+
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Gate] = weakref.WeakKeyDictionary()
+_signals_installed = False
+
+
+def gate() -> Gate:
+    """The gate of the running event loop (installing the drain's signal handlers with the first one)."""
+    loop = asyncio.get_running_loop()
+    found = _gates.get(loop)
+    if found is None:
+        found = _gates[loop] = Gate()
+        if get_config().drain_on_signals:
+            install_signal_handlers(loop)
+    return found
+
+
+async def adrain(window: float | None = None) -> int:
+    """Drain the connections of the running event loop (see the module docstring); returns how many were closed."""
+    window = get_config().drain_window if window is None else window
+    count = gate().drain(window)
+    logger.warning("django-stomp-push: draining: %d connection(s) told to reconnect within %gs", count, window)
+    return count
+
+
+def drain(window: float | None = None) -> int:
+    """Drain every event loop of this process that serves connections, from any thread; returns how many were
+    closed (the closes are written by each loop right after)."""
+    window = get_config().drain_window if window is None else window
+    count = 0
+    for loop, found in list(_gates.items()):
+        if loop.is_closed():
+            continue
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running:
+            count += found.drain(window)
+        else:
+            count += asyncio.run_coroutine_threadsafe(_drain_gate(found, window), loop).result(10)
+    logger.warning("django-stomp-push: draining: %d connection(s) told to reconnect within %gs", count, window)
+    return count
+
+
+async def _drain_gate(found: Gate, window: float) -> int:
+    return found.drain(window)
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    """On SIGTERM and SIGINT: drain, let the closes be written, then hand the signal to the handler that was there
+    (the server's own shutdown: daphne's reactor, uvicorn's or gunicorn's worker). Once per process."""
+    global _signals_installed
+    if _signals_installed:
+        return
+    _signals_installed = True
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous = signal.getsignal(sig)
+            signal.signal(sig, _on_signal(loop, previous))
+        except (ValueError, OSError):  # not the main thread: the server keeps its own handling
+            logger.info("django-stomp-push: cannot drain on %s here (not the main thread)", sig.name)
+            return
+
+
+def _on_signal(loop: asyncio.AbstractEventLoop, previous: Any) -> Callable[[int, Any], None]:
+    state = {"draining": False}
+
+    def handle(signum: int, frame: Any) -> None:
+        if state["draining"]:  # a second signal: do what the server would have done at once
+            _call(previous, signum, frame)
+            return
+        state["draining"] = True
+
+        async def drain_then_stop() -> None:
+            try:
+                if (await adrain()) > 0:
+                    await asyncio.sleep(SIGNAL_GRACE)  # the writers send the ERROR frames and the closes
+            finally:
+                _call(previous, signum, frame)
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop()))
+
+    return handle
+
+
+def _call(handler: Any, signum: int, frame: Any) -> None:
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)

@@ -1,0 +1,74 @@
+"""Admission control and drain, through the consumer: refusals a client can act on (1013, 1012, retry-after)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from django_stomp_push.core.admission import adrain, gate
+from tests.stompclient import StompTestClient
+from tests.test_consumer import connected, sign_in, stomp_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRY_AGAIN_LATER, SERVICE_RESTART = 1013, 1012
+
+
+@pytest.fixture
+async def key(alice, login) -> str:
+    return await sign_in(alice, login)
+
+
+async def test_past_the_admission_limit_a_new_connection_is_refused_with_1013_and_a_jittered_retry_after(key):
+    with stomp_settings(admission_limit=2):
+        waiting = [StompTestClient(key) for _ in range(2)]
+        for client in waiting:
+            assert await client.open()  # WebSocket open, no CONNECT yet: pending
+        refused = StompTestClient(key)
+        await refused.open()
+        error, code = await refused.receive_error()
+        assert code == TRY_AGAIN_LATER and error.headers["message"] == "server busy"
+        assert error.headers["reconnect"] == "later" and 1000 <= int(error.headers["retry-after"]) <= 3000
+        assert gate().refused >= 1
+        for client in waiting:  # their CONNECTs are served: they stop counting as pending
+            await client.send("CONNECT", {"accept-version": "1.2", "host": "testserver"})
+            assert (await client.receive()).command == "CONNECTED"
+        admitted = await connected(key)
+        for client in (*waiting, admitted):
+            await client.close()
+
+
+async def test_refused_clients_get_retry_afters_that_differ():
+    from django_stomp_push.core.admission import refuse
+
+    class Recorder:
+        def __init__(self):
+            self.headers = None
+
+        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
+            self.headers = headers
+
+    delays = set()
+    for _ in range(50):
+        recorder = Recorder()
+        refuse(recorder, TRY_AGAIN_LATER, "server busy", 2.0, floor=1.0)
+        delays.add(int(recorder.headers["retry-after"]))
+    assert len(delays) > 40 and min(delays) >= 1000 and max(delays) <= 3000
+
+
+async def test_a_drain_closes_every_connection_with_1012_and_a_retry_after_within_the_window(key):
+    with stomp_settings(drain_window=5.0):
+        subscribed = await connected(key)
+        pending = StompTestClient(key)
+        await pending.open()
+        assert await adrain() == 2
+        for client in (subscribed, pending):
+            error, code = await client.receive_error()
+            assert code == SERVICE_RESTART and error.headers["message"] == "server restarting"
+            assert error.headers["reconnect"] == "later" and 0 <= int(error.headers["retry-after"]) <= 5000
+        late = StompTestClient(key)  # while draining, a new connection is told the same at once
+        await late.open()
+        error, code = await late.receive_error()
+        assert code == SERVICE_RESTART and error.headers["message"] == "server restarting"
+    await asyncio.sleep(0)
