@@ -44,6 +44,13 @@ class Outage:
         return True
 
 
+def _cancelled() -> bool:
+    """Has the running task been asked to cancel (Python 3.11+ tells; before, a stop cancels until it ends)?"""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
 def _one_line() -> str:
     """The exception being handled, in one line."""
     error = sys.exc_info()[1]
@@ -101,6 +108,10 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if _cancelled():
+                    # redis-py turns a cancellation that lands while a read times out into its own error: the
+                    # task was cancelled all the same (a server shutting down, an event loop closing), so stop.
+                    raise asyncio.CancelledError from None
                 self.stats["layer_errors"] += 1
                 if outage is None:
                     outage = Outage(loop.time())

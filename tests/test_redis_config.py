@@ -29,6 +29,9 @@ async def idle_then_push(alice, login) -> tuple[bytes, int]:
     message = await client.receive(timeout=5)
     hub = await get_hub()
     await client.close()
+    # channels-redis's receive may not end on one cancellation (the event loop's own at its close); the hub's
+    # stop cancels until it does.
+    await hub.stop()
     return message.body, hub.stats["layer_errors"]
 
 

@@ -169,10 +169,7 @@ class Seam:
         transport = protocol.transport
         buffered_write = transport.write
 
-        def send(opcode: int, payload: bytes) -> bool:
-            if protocol.state != open_state or protocol.send_queue:  # autobahn still trickles something out
-                return False
-            data = frame(opcode, payload)
+        def write(data: bytes) -> None:
             if (
                 transport._tempDataLen
                 or len(transport.dataBuffer) > transport.offset
@@ -180,15 +177,24 @@ class Seam:
                 or transport.disconnecting
             ):
                 buffered_write(data)
-                return True
+                return
             try:
                 sent = sock.send(data)
             except OSError:  # EAGAIN, or a broken connection: Twisted handles both
                 sent = 0
             if sent < len(data):
                 buffered_write(data[sent:])
+
+        def send(opcode: int, payload: bytes) -> bool:
+            if protocol.state != open_state or protocol.send_queue:  # autobahn still trickles something out
+                return False
+            write(frame(opcode, payload))
             return True
 
+        # autobahn's own frames (a close, the reply to the client's close) go the same way: written now, in order
+        # with ours. Left in Twisted's buffer, autobahn's reply to a client's close would be dropped with the TCP
+        # connection it aborts right after (the client then sees 1006, not the clean close it asked for).
+        transport.write = write
         return send
 
     # -- the self-check --------------------------------------------------------------------------------------
