@@ -1,12 +1,13 @@
 /* The demo page: one STOMP connection bound to the Django session (see templates/demo/index.html).
  *
- * Shows /topic/clock, the user's notices, /app/echo replies and the session's remaining lifetime; when the
- * server closes the connection it says why, and after a 1008 (the session ended) it does not reconnect.
+ * Shows /topic/clock, the user's notices, /app/echo replies and the session's remaining lifetime. The package's
+ * stomp-push helper (django_stomp_push/static/django_stomp_push/stomp-push.js) keeps the connection: it reconnects
+ * when the server says so (after the server's retry-after, or a jittered backoff), subscribes again, and stops
+ * for good when the session ended or the server refused the page. The header shows which, in words.
  */
 (() => {
   "use strict";
 
-  const CLOSE_POLICY_VIOLATION = 1008;
   // ERROR frame `message` values for a session end -> [title, why] in the user's words.
   const SESSION_ENDS = {
     "logged out": ["Your session ended", "you logged out in another tab or window"],
@@ -27,8 +28,8 @@
     connects: 0,
     expiresAt: null, // epoch ms
     sessionNotice: null, // the last notice on the session destination
-    error: null, // the last ERROR frame's message
-    close: null, // {code, message} of the last close
+    connection: null, // the helper's state: {name: connecting | connected | waiting | stopped, attempt, ...}
+    close: null, // {code, message} of the last close (message: the ERROR frame's, "" without one)
     closedAt: null, // epoch ms when the close was shown
     leaving: false,
     clockCount: 0,
@@ -37,48 +38,28 @@
 
   // -- the connection ----------------------------------------------------------------------------------------
 
-  const client = new StompJs.Client({
-    brokerURL: (location.protocol === "https:" ? "wss://" : "ws://") + location.host + config.wsPath,
-    connectHeaders: { "X-CSRFToken": config.csrfToken },
-    // Reconnect after a network failure or a server restart; never after 1008 (see onWebSocketClose).
-    reconnectDelay: 1000,
-    maxReconnectDelay: 30000,
-    reconnectTimeMode: StompJs.ReconnectionTimeMode.EXPONENTIAL,
+  const connection = new StompPush.Connection({
+    Client: StompJs.Client,
+    stomp: {
+      brokerURL: (location.protocol === "https:" ? "wss://" : "ws://") + location.host + config.wsPath,
+      connectHeaders: { "X-CSRFToken": config.csrfToken },
+    },
+    backoff: { base: 1000, cap: 15000 }, // full jitter: each wait is drawn from [0, min(cap, base × 2^attempt)] ms
+    onStateChange: showConnection,
+    onConnect: (frame) => {
+      state.connects += 1;
+      const expires = Number(frame.headers["session-expires"]);
+      if (expires) setExpiry(expires);
+    },
+    onSessionEnded: (reason, close) => showStopped(close),
+    onRefused: (reason, close) => showStopped(close),
   });
 
-  client.onConnect = (frame) => {
-    state.connects += 1;
-    state.error = null;
-    $("closed").hidden = true;
-    setStatus("connected", "connected");
-    const expires = Number(frame.headers["session-expires"]);
-    if (expires) setExpiry(expires);
-    client.subscribe("/topic/clock", showClock);
-    client.subscribe("/user/queue/notices", showNotice);
-    client.subscribe("/user/queue/reply", showReply);
-    client.subscribe(config.sessionDestination, onSessionNotice);
-  };
-
-  client.onStompError = (frame) => {
-    state.error = frame.headers.message || "";
-  };
-
-  client.onWebSocketClose = (event) => {
-    if (state.leaving) return;
-    const message = state.error ?? event.reason ?? "";
-    state.close = { code: event.code, message };
-    if (event.code === CLOSE_POLICY_VIOLATION) {
-      // The server closed on purpose (session over, or a policy the page broke): reconnecting cannot help.
-      // reconnectDelay = 0 alone would not do: stompjs 7 fixed the pending attempt's delay at activate();
-      // deactivate() cancels that attempt.
-      client.reconnectDelay = 0;
-      client.deactivate();
-      showClosed(event.code, message);
-    } else if (client.active) {
-      setStatus("reconnecting", "reconnecting…");
-      showBanner(`Connection lost (${event.code}${message ? ": " + message : ""}). Reconnecting…`, null, "warn");
-    }
-  };
+  // Subscribed once: the helper subscribes again, with the same callbacks, after every reconnect.
+  connection.subscribe("/topic/clock", showClock);
+  connection.subscribe("/user/queue/notices", showNotice);
+  connection.subscribe("/user/queue/reply", showReply);
+  connection.subscribe(config.sessionDestination, onSessionNotice);
 
   // -- pushes ------------------------------------------------------------------------------------------------
 
@@ -129,11 +110,11 @@
   }
 
   function renderSession() {
-    if (state.expiresAt === null || state.close?.code === CLOSE_POLICY_VIOLATION) return;
+    if (state.expiresAt === null || connection.state.name === "stopped") return;
     const left = Math.max(0, state.expiresAt - Date.now());
     $("session-left").textContent = duration(left);
     $("session-meter").style.width = `${Math.min(100, (100 * left) / sessionAgeMs)}%`;
-    const expiring = client.connected && left <= expiryNoticeMs;
+    const expiring = connection.connected && left <= expiryNoticeMs;
     $("expiring").hidden = !expiring;
     $("expiring-left").textContent = duration(left);
     $("session-meter").classList.toggle("low", expiring);
@@ -148,7 +129,7 @@
       const response = await post(config.stayUrl);
       if (response.ok) setExpiry((await response.json()).expires_ms);
     } finally {
-      button.disabled = !client.connected;
+      button.disabled = !connection.connected;
     }
   });
 
@@ -165,7 +146,7 @@
   $("echo-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.echoSentAt = performance.now();
-    client.publish({ destination: "/app/echo", body: $("echo-text").value });
+    connection.publish({ destination: "/app/echo", body: $("echo-text").value });
   });
 
   $("logout").form.addEventListener("submit", () => {
@@ -181,7 +162,52 @@
     });
   }
 
-  // -- status and closes ---------------------------------------------------------------------------------------
+  // -- the connection's state, in the header and in words ----------------------------------------------------
+
+  let lastClose = null; // the close the helper is reconnecting after
+
+  function showConnection(now) {
+    state.connection = now;
+    if (state.leaving) return;
+    if (now.close) state.close = { code: now.close.code, message: now.close.message };
+    if (now.name === "connected") {
+      $("closed").hidden = true;
+      setStatus("connected", "connected");
+    } else if (now.name === "connecting" && now.attempt === 0) {
+      setStatus("connecting", "connecting…");
+    } else if (now.name === "connecting") {
+      setStatus("reconnecting", "reconnecting…");
+      $("closed-text").textContent = `${closeInWords(lastClose)} Reconnecting now…`;
+    } else if (now.name === "waiting") {
+      lastClose = now.close;
+      setStatus("reconnecting", "reconnecting…");
+      showBanner(`${closeInWords(now.close)} Reconnecting…`, null, "warn");
+    }
+    renderWait();
+  }
+
+  // While the helper waits, count the seconds down in the header and the banner.
+  function renderWait() {
+    const now = state.connection;
+    if (state.leaving || !now || now.name !== "waiting") return;
+    const seconds = Math.max(1, Math.ceil((now.until - Date.now()) / 1000));
+    $("status").textContent = `reconnecting in ${seconds} s`;
+    $("closed-text").textContent = `${closeInWords(now.close)} Reconnecting in ${seconds} s…`;
+  }
+
+  setInterval(renderWait, 250);
+
+  /** Why the connection closed, for a person: the ERROR frame's message, or what a close without one means. */
+  function closeInWords(close) {
+    if (close.code === 1006) {
+      return "Lost the connection to the server (1006): it closed without a word, so the network failed or the server stopped abruptly.";
+    }
+    if (close.reconnect === "later") {
+      return `The server asked this page to come back later (${close.code}: ${close.message || close.reason}).`;
+    }
+    const why = close.message || close.reason;
+    return `The server closed the connection (${close.code}${why ? ": " + why : ""}).`;
+  }
 
   function setStatus(name, text) {
     document.body.dataset.state = name;
@@ -189,7 +215,10 @@
     for (const button of document.querySelectorAll("main button")) button.disabled = name !== "connected";
   }
 
-  function showClosed(code, message) {
+  // The helper stopped for good: the session is gone, or the server refused what the page did.
+  function showStopped(close) {
+    if (state.leaving) return;
+    const { code, message } = close;
     const known = SESSION_ENDS[message];
     if (known) {
       const [title, why] = known;
@@ -198,12 +227,18 @@
       $("session-left").textContent = ended;
       $("session-note").textContent = `${ended} at ${clockTime(new Date())}`;
       $("session-meter").style.width = "0";
+      $("who-label").textContent = "No longer signed in as";
+      $("logout-form").hidden = true;
+      setStatus("closed", message === "session expired" ? "session expired" : "signed out");
     } else {
       const why = message ? `: ${message}` : "";
-      showBanner(`The server closed the connection (${code})${why}.`, { text: "Reload", href: location.href });
+      showBanner(`The server refused this page (${code}${why}); reconnecting would fail the same way.`, {
+        text: "Reload",
+        href: location.href,
+      });
+      setStatus("closed", `stopped (${code})`);
     }
     $("expiring").hidden = true;
-    setStatus("closed", `closed (${code})`);
     state.closedAt = Date.now();
   }
 
@@ -235,6 +270,5 @@
     return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
   }
 
-  setStatus("connecting", "connecting…");
-  client.activate();
+  connection.start();
 })();
