@@ -73,7 +73,8 @@ async def handle(connection: ServerConnection) -> None:
 async def main(host: str, port: int) -> None:
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    async with serve(handle, host, port, compression=None, max_size=1 << 20):
+    # asyncio listens with a backlog of 100 by default; a ceiling for connect storms needs RabbitMQ's 1024
+    async with serve(handle, host, port, compression=None, max_size=1 << 20, backlog=1024):
         await stop
 
 

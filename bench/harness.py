@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import loadgen, procstat
-from .servers import LAYERS, TARGETS, TARGETS_OF_LAYER, Deployment, Redis, ServerFailed, deploy
+from .servers import ASGI_SERVERS, LAYERS, TARGETS, TARGETS_OF_LAYER, Deployment, Redis, ServerFailed, deploy
 
 
 @dataclass
@@ -32,6 +32,11 @@ class RunResult:
     rss_started: int | None = None
     rss_warm: int | None = None
     rss_end: int | None = None
+
+    @property
+    def publishes(self) -> bool:
+        """The load published (fan-out, latency), as opposed to holding connections (idle) or opening them (storm)."""
+        return self.mode in ("max", "rate")
 
     @property
     def delivered_pct(self) -> float | None:
@@ -60,7 +65,7 @@ class RunResult:
                 f"{self.ready['failed']} of {self.ready['failed'] + self.ready['connected']} connects failed ({errors})"
             )
         m = self.measured
-        if self.mode != "idle" and m and not m["deliveries"]:
+        if self.publishes and m and not m["deliveries"]:
             notes.append(f"nothing delivered in the {m['elapsed_s']:.0f} s window")
         if m.get("closed"):
             notes.append(f"{m['closed']} connections closed during the window (codes {m.get('close_codes')})")
@@ -93,6 +98,7 @@ class Bench:
         logs: Path,
         wait_quiet: float = 0.0,
         quiet_cpu: float = 30.0,
+        asgi_servers: list[str] | None = None,
     ) -> None:
         self.smoke = smoke
         self.repeats = repeats
@@ -103,6 +109,8 @@ class Bench:
         self.logs = logs
         self.wait_quiet = wait_quiet
         self.quiet_cpu = quiet_cpu
+        #: the ASGI servers the storm scenarios run django-stomp-push under (the others use daphne)
+        self.asgi_servers = asgi_servers or list(ASGI_SERVERS)
         self._redis: Redis | None = None
         self._runs = 0
         self.failures = 0
@@ -122,10 +130,22 @@ class Bench:
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    def measure(self, target: str, layer: str, load: dict[str, Any], timeout: float) -> RunResult:
-        """Start ``target`` deployed as ``layer``, run ``load`` (a loadgen.mjs config without urls) against it."""
+    def measure(
+        self,
+        target: str,
+        layer: str,
+        load: dict[str, Any],
+        timeout: float,
+        *,
+        server: str = "daphne",
+        app: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Start ``target`` deployed as ``layer``, run ``load`` (a loadgen.mjs config without urls) against it.
+
+        ``server``, ``app`` and ``env``: as for :meth:`server`."""
         result = RunResult(mode=str(load.get("mode", "")))
-        key = json.dumps([target, layer, load], sort_keys=True)
+        key = json.dumps([target, layer, load, server, app, env], sort_keys=True)
         if key in self._hopeless:
             # e.g. the textbook server at 5,000 subscribers: minutes per attempt, and the same outcome every time
             result.error = f"not run again: {self._hopeless[key]} in an earlier repeat"
@@ -133,22 +153,37 @@ class Bench:
             return result
         self._wait_until_quiet()
         try:
-            self._measure(target, layer, load, timeout, result)
+            self._measure(target, layer, load, timeout, result, server, app, env)
         finally:
             if result.error and not result.error.startswith("not run again"):
                 self._hopeless[key] = result.error[:120]
-            elif result.mode != "idle" and result.measured and not result.measured.get("deliveries"):
+            elif result.publishes and result.measured and not result.measured.get("deliveries"):
                 self._hopeless[key] = "nothing delivered"
         return result
 
-    def _measure(self, target: str, layer: str, load: dict[str, Any], timeout: float, result: RunResult) -> None:
+    def _measure(
+        self,
+        target: str,
+        layer: str,
+        load: dict[str, Any],
+        timeout: float,
+        result: RunResult,
+        server: str,
+        app: str | None,
+        env: dict[str, str] | None,
+    ) -> None:
         try:
-            with self.server(target, layer) as deployment:
+            with self.server(target, layer, env, server=server, app=app) as deployment:
                 time.sleep(0.3)
                 result.rss_started = procstat.total(deployment.pids).rss
                 redis = deployment.redis
                 watch = {"server": deployment.pids, "redis": [redis.process.pid] if redis else []}
-                config = {"workers": self.workers, **load, "urls": deployment.urls}
+                config = {
+                    "workers": self.workers,
+                    **load,
+                    "urls": deployment.urls,
+                    "connect_headers": {**deployment.connect_headers, **load.get("connect_headers", {})},
+                }
                 events = loadgen.run(config, watch, self.logs / f"{deployment.name}-loadgen.log", timeout)
         except (ServerFailed, loadgen.LoadgenFailed, OSError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
@@ -188,14 +223,24 @@ class Bench:
                 return
 
     @contextlib.contextmanager
-    def server(self, target: str, layer: str, env: dict[str, str] | None = None) -> Iterator[Deployment]:
+    def server(
+        self,
+        target: str,
+        layer: str,
+        env: dict[str, str] | None = None,
+        *,
+        server: str = "daphne",
+        app: str | None = None,
+    ) -> Iterator[Deployment]:
         """``target`` deployed as ``layer`` (Redis flushed), for scenarios that drive it themselves.
 
-        ``env``: extra environment for the server processes (e.g. ``DJANGO_DB_PATH``)."""
+        ``env``: extra environment for the server processes (e.g. ``DJANGO_DB_PATH``); ``server``: the ASGI server
+        (a key of ``servers.ASGI_SERVERS``); ``app``: another ASGI application than the target's."""
         self._runs += 1
         redis = self._redis_server() if LAYERS[layer].redis else None
-        name = f"{self._runs:03d}-{target}-{layer}"
-        with deploy(TARGETS[target], LAYERS[layer], self.logs, name, redis, env) as deployment:
+        name = f"{self._runs:03d}-{target}-{layer}" + (f"-{server}" if server != "daphne" else "")
+        deployment_of = deploy(TARGETS[target], LAYERS[layer], self.logs, name, redis, env, server, app)
+        with deployment_of as deployment:
             yield deployment
 
     def reject(self, result: RunResult, reason: str) -> None:

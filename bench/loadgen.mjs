@@ -2,19 +2,26 @@
 // stdout line for the Python harness (bench/loadgen.py).
 //
 //   node bench/loadgen.mjs '<config JSON>'
+//   node bench/loadgen.mjs @config.json        (a large config, e.g. with thousands of cookies)
 //
 // Config: urls (subscribers spread round-robin; the publisher uses urls[0]), subscribers, warm_subscribers,
-// workers, destination, mode ("max" | "rate" | "idle"), rate (pushes/s), window (pushes in flight, "max"),
-// warmup_s, measure_s, heartbeat [cx, cy], connect_concurrency, ramp_timeout_s, body_size, subprotocols,
-// stall_s, deadline_s.
+// workers, destination, mode ("max" | "rate" | "idle" | "storm"), rate (pushes/s), window (pushes in flight,
+// "max"), warmup_s, measure_s, heartbeat [cx, cy], connect_concurrency, ramp_timeout_s, connect_timeout_s,
+// body_size, subprotocols, stall_s, deadline_s, connect_headers (added to CONNECT, e.g. RabbitMQ's host),
+// cookies (subscriber i sends the Cookie header cookies[i]), sentinel_heartbeat_ms and sentinel_cookie ("storm").
 //
 // Events: warm (warm subscribers ready), ready, measure_start, measure_stop (end of the time window),
 // result {stats, after the drain}, done, error {message}.
 // "max" keeps at most `window` pushes not yet delivered to every live subscriber (closed loop), so no server
 // queue grows without bound; "rate" publishes open loop at `rate`; "idle" publishes nothing.
+// "storm" opens the subscribers (connect_concurrency at a time: all of them for a storm) and ends: its window
+// is the ramp, its result the failures by reason and each client's time from its first byte to its RECEIPT. With
+// sentinel_heartbeat_ms, one client connected before the storm heart-beats at that period throughout it and
+// reports whether it was closed and the longest silence of the server.
 // Latency = publish -> receive on the same monotonic clock (process.hrtime), across processes of this machine.
 
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
@@ -61,11 +68,18 @@ function headerValue(frameText, name) {
   return frameText.slice(at + name.length + 2, end < 0 ? undefined : end);
 }
 
+// A connect failure's reason: the error code (ECONNRESET, ECONNREFUSED, ...) or message, without addresses.
+function reasonOf(err) {
+  if (err.message === 'socket hang up') return 'socket hang up'; // closed before any HTTP response
+  return err.code || err.message;
+}
+
 // Opens a WebSocket, CONNECTs, optionally SUBSCRIBEs (with a receipt) and resolves once that is confirmed.
 // `handlers.message(conn, body)` receives each MESSAGE body; heart-beats are sent as negotiated.
-function openStomp(url, cfg, subscribe, handlers) {
+function openStomp(url, cfg, subscribe, handlers, cookie = null) {
   return new Promise((resolve, reject) => {
-    const conn = { ws: null, lastSeq: -1, lastAt: 0, open: false, hbTimer: null };
+    const conn = { ws: null, lastSeq: -1, lastAt: 0, open: false, hbTimer: null, startedAt: Date.now(), tookMs: 0 };
+    let waitingFor = 'the WebSocket handshake';
     let settled = false;
     const fail = (message) => {
       if (settled) return;
@@ -74,19 +88,21 @@ function openStomp(url, cfg, subscribe, handlers) {
       try { conn.ws.terminate(); } catch { /* already gone */ }
       reject(new Error(message));
     };
-    const timer = setTimeout(() => fail('timeout connecting/subscribing'), cfg.connect_timeout_s * 1000);
+    const timer = setTimeout(() => fail(`timeout waiting for ${waitingFor}`), cfg.connect_timeout_s * 1000);
     const ws = new WebSocket(url, cfg.subprotocols, {
-      headers: { Origin: originOf(url) },
+      headers: { Origin: originOf(url), ...(cookie ? { Cookie: cookie } : {}) },
       perMessageDeflate: false,
       handshakeTimeout: cfg.connect_timeout_s * 1000,
     });
     conn.ws = ws;
     ws.on('open', () => {
       const [cx, cy] = cfg.heartbeat;
-      ws.send(frame('CONNECT', { 'accept-version': '1.2', host: '127.0.0.1', 'heart-beat': `${cx},${cy}` }));
+      const headers = { 'accept-version': '1.2', host: '127.0.0.1', 'heart-beat': `${cx},${cy}`, ...cfg.connect_headers };
+      waitingFor = 'CONNECTED';
+      ws.send(frame('CONNECT', headers));
     });
     ws.on('unexpected-response', (_req, res) => fail(`HTTP ${res.statusCode} on WebSocket upgrade`));
-    ws.on('error', (err) => fail(err.code || err.message));
+    ws.on('error', (err) => fail(reasonOf(err)));
     ws.on('close', (code) => {
       if (conn.hbTimer) clearInterval(conn.hbTimer);
       if (conn.open) { conn.open = false; handlers.closed(conn, code); }
@@ -110,8 +126,10 @@ function openStomp(url, cfg, subscribe, handlers) {
           const hb = headerValue(text.slice(f, end), 'heart-beat');
           const [sx, sy] = (hb || '0,0').split(',').map(Number);
           const every = cfg.heartbeat[0] && sy ? Math.max(cfg.heartbeat[0], sy) : 0;
+          conn.serverEveryMs = cfg.heartbeat[1] && sx ? Math.max(cfg.heartbeat[1], sx) : 0;
           if (every) conn.hbTimer = setInterval(() => { if (ws.readyState === 1) ws.send('\n'); }, every);
           if (subscribe) {
+            waitingFor = 'RECEIPT';
             ws.send(frame('SUBSCRIBE', { id: '0', destination: cfg.destination, ack: 'auto', receipt: 'sub-0' }));
           } else {
             ready();
@@ -132,6 +150,7 @@ function openStomp(url, cfg, subscribe, handlers) {
       clearTimeout(timer);
       conn.open = true;
       conn.lastAt = Date.now();
+      conn.tookMs = conn.lastAt - conn.startedAt;
       resolve(conn);
     }
   });
@@ -178,24 +197,30 @@ async function worker() {
     error(_conn, message) { errors[message] = (errors[message] || 0) + 1; },
   };
 
-  async function connectAll(urls) {
+  // Opens clients [url, cookie]; returns how many succeeded, the failures by reason and a histogram of the
+  // successful ones' times from their first byte to their RECEIPT.
+  async function connectAll(clients) {
     let next = 0, ok = 0, failed = 0;
+    const reasons = {};
+    const took = new Array(BUCKETS).fill(0);
     const started = Date.now();
+    const failure = (reason) => { failed++; reasons[reason] = (reasons[reason] || 0) + 1; };
     const lane = async () => {
-      while (next < urls.length) {
-        const url = urls[next++];
-        if ((Date.now() - started) / 1000 > cfg.ramp_timeout_s) { failed++; errors['ramp timeout'] = (errors['ramp timeout'] || 0) + 1; continue; }
+      while (next < clients.length) {
+        const [url, cookie] = clients[next++];
+        if ((Date.now() - started) / 1000 > cfg.ramp_timeout_s) { failure('ramp timeout'); continue; }
         try {
-          conns.push(await openStomp(url, cfg, true, handlers));
+          const conn = await openStomp(url, cfg, true, handlers, cookie);
+          conns.push(conn);
+          took[bucketOf(conn.tookMs * 1000)]++;
           ok++;
         } catch (err) {
-          failed++;
-          errors[err.message] = (errors[err.message] || 0) + 1;
+          failure(err.message);
         }
       }
     };
     await Promise.all(Array.from({ length: cfg.concurrency }, lane));
-    return { ok, failed };
+    return { ok, failed, errors: reasons, took };
   }
 
   // Lowest sequence number every live subscriber has received: the publisher's window. Subscribers silent for
@@ -225,10 +250,12 @@ async function worker() {
 
   process.on('disconnect', () => process.exit(0));
   process.on('message', async (msg) => {
-    if (msg.cmd === 'connect') {
+    if (msg.cmd === 'ping') {
+      process.send({ type: 'pong' });
+    } else if (msg.cmd === 'connect') {
       cfg = msg.cfg;
-      const result = await connectAll(msg.urls);
-      process.send({ type: 'connected', ...result, errors });
+      const result = await connectAll(msg.clients);
+      process.send({ type: 'connected', ...result });
     } else if (msg.cmd === 'arm') {
       const now = Date.now();
       for (const c of conns) c.lastAt = now; // the ramp's duration is not a stall
@@ -277,12 +304,13 @@ async function coordinator(cfg) {
     workers: 2, destination: '/topic/bench', mode: 'max', rate: 8, window: 16, warmup_s: 2, measure_s: 5,
     heartbeat: [0, 0], connect_concurrency: 64, ramp_timeout_s: 120, connect_timeout_s: 30, body_size: 64,
     subprotocols: [], stall_s: 5, drain_s: 2, deadline_s: 600, warm_subscribers: 0, settle_s: 0,
+    connect_headers: {}, cookies: null, sentinel_heartbeat_ms: 0, sentinel_cookie: null,
   };
   cfg = { ...defaults, ...cfg };
   const deadline = setTimeout(() => { emit('error', { message: `deadline of ${cfg.deadline_s}s reached` }); process.exit(3); }, cfg.deadline_s * 1000);
 
   const nWorkers = Math.max(1, Math.min(cfg.workers, cfg.subscribers || 1));
-  const workerCfg = { ...cfg, concurrency: Math.max(1, Math.ceil(cfg.connect_concurrency / nWorkers)) };
+  const workerCfg = { ...cfg, cookies: null, concurrency: Math.max(1, Math.ceil(cfg.connect_concurrency / nWorkers)) };
   const workers = [];
   const watermarks = new Array(nWorkers).fill(-1); // -1: nothing delivered yet; null: no live subscriber
   const stalledBy = new Array(nWorkers).fill(0);
@@ -298,14 +326,27 @@ async function coordinator(cfg) {
   }
   const ask = (child, msg) => new Promise((resolve) => { child.pending = resolve; child.send(msg); });
 
-  // Subscriber i goes to urls[i % urls.length], and to worker i % nWorkers.
+  // Subscriber i goes to urls[i % urls.length] with cookies[i], and to worker i % nWorkers.
   async function connectRange(from, to) {
     const slices = workers.map(() => []);
-    for (let i = from; i < to; i++) slices[i % nWorkers].push(cfg.urls[i % cfg.urls.length]);
-    const results = await Promise.all(workers.map((w, k) => ask(w, { cmd: 'connect', urls: slices[k], cfg: workerCfg })));
+    for (let i = from; i < to; i++) {
+      slices[i % nWorkers].push([cfg.urls[i % cfg.urls.length], cfg.cookies ? cfg.cookies[i] : null]);
+    }
+    const results = await Promise.all(workers.map((w, k) => ask(w, { cmd: 'connect', clients: slices[k], cfg: workerCfg })));
     const errors = {};
-    for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = v;
-    return { ok: results.reduce((a, r) => a + r.ok, 0), failed: results.reduce((a, r) => a + r.failed, 0), errors };
+    const took = new Array(BUCKETS).fill(0);
+    for (const r of results) {
+      for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] || 0) + v;
+      r.took.forEach((v, i) => { took[i] += v; });
+    }
+    return { ok: results.reduce((a, r) => a + r.ok, 0), failed: results.reduce((a, r) => a + r.failed, 0), errors, took };
+  }
+
+  let publisher = null, sent = 0, publishing = false, publisherClosed = null; // (shutdown() reads publisher)
+  await Promise.all(workers.map((w) => ask(w, { cmd: 'ping' }))); // forked and listening: not part of any ramp
+  if (cfg.mode === 'storm') {
+    await storm();
+    return;
   }
 
   const t0 = Date.now();
@@ -317,12 +358,13 @@ async function coordinator(cfg) {
     emit('warm', { connected: connected.ok, failed: connected.failed });
   }
   const rest = await connectRange(warm, cfg.subscribers);
-  connected = { ok: connected.ok + rest.ok, failed: connected.failed + rest.failed, errors: { ...connected.errors, ...rest.errors } };
+  const rampErrors = { ...connected.errors };
+  for (const [k, v] of Object.entries(rest.errors)) rampErrors[k] = (rampErrors[k] || 0) + v;
+  connected = { ok: connected.ok + rest.ok, failed: connected.failed + rest.failed, errors: rampErrors };
   emit('ready', { connected: connected.ok, failed: connected.failed, errors: connected.errors, ramp_s: (Date.now() - t0) / 1000 });
   if (cfg.settle_s) await sleep(cfg.settle_s * 1000);
 
   // Publisher.
-  let publisher = null, sent = 0, publishing = false, publisherClosed = null;
   const publisherErrors = {};
   if (cfg.mode !== 'idle') {
     try {
@@ -424,6 +466,47 @@ async function coordinator(cfg) {
   });
   shutdown(0);
 
+  // All subscribers at once (connect_concurrency of them in flight), the window being the ramp.
+  async function storm() {
+    const sentinel = { conn: null, closed: null, error: null, lastAt: 0, maxGapMs: 0 };
+    if (cfg.sentinel_heartbeat_ms) {
+      const every = cfg.sentinel_heartbeat_ms;
+      const heard = () => {
+        const now = Date.now();
+        if (sentinel.lastAt) sentinel.maxGapMs = Math.max(sentinel.maxGapMs, now - sentinel.lastAt);
+        sentinel.lastAt = now;
+      };
+      try {
+        sentinel.conn = await openStomp(cfg.urls[0], { ...cfg, heartbeat: [every, every] }, true, {
+          message: heard, heartbeat: heard, error(_c, m) { sentinel.error = m; }, closed(_c, code) { sentinel.closed = code; },
+        }, cfg.sentinel_cookie);
+      } catch (err) {
+        emit('error', { message: `sentinel: ${err.message}` });
+        shutdown(2);
+        return;
+      }
+      sentinel.lastAt = Date.now();
+    }
+    emit('measure_start');
+    const t0 = Date.now();
+    const r = await connectRange(0, cfg.subscribers);
+    const ramp = (Date.now() - t0) / 1000;
+    emit('measure_stop');
+    emit('ready', { connected: r.ok, failed: r.failed, errors: r.errors, ramp_s: ramp });
+    const took = percentiles(r.took, [50, 90, 99, 100]);
+    const sentinelSilence = sentinel.lastAt ? Math.max(sentinel.maxGapMs, Date.now() - sentinel.lastAt) : null;
+    emit('result', {
+      elapsed_s: ramp, connected: r.ok, failed: r.failed, errors: r.errors, connects_per_s: r.ok / ramp,
+      p50_ms: took[50], p90_ms: took[90], p99_ms: took[99], max_ms: took[100],
+      sentinel: sentinel.conn ? {
+        closed: sentinel.closed, error: sentinel.error, max_silence_ms: sentinelSilence,
+        server_heartbeat_ms: sentinel.conn.serverEveryMs,
+      } : null,
+    });
+    if (sentinel.conn) { try { sentinel.conn.ws.close(1000); } catch { /* gone */ } }
+    shutdown(0);
+  }
+
   function shutdown(code) {
     if (publisher) { try { publisher.ws.close(1000); } catch { /* gone */ } }
     for (const w of workers) { w.finished = true; try { w.send({ cmd: 'close' }); } catch { /* gone */ } }
@@ -434,5 +517,6 @@ async function coordinator(cfg) {
 if (process.argv[2] === 'worker') {
   worker();
 } else {
-  coordinator(JSON.parse(process.argv[2] || '{}')).catch((err) => { emit('error', { message: String(err && err.stack || err) }); process.exit(2); });
+  const arg = process.argv[2] || '{}';
+  coordinator(JSON.parse(arg.startsWith('@') ? readFileSync(arg.slice(1), 'utf8') : arg)).catch((err) => { emit('error', { message: String(err && err.stack || err) }); process.exit(2); });
 }

@@ -19,6 +19,8 @@ from . import procstat
 from .servers import REPO
 
 SCRIPT = Path(__file__).with_name("loadgen.mjs")
+#: longer configs go through a file (Linux refuses a single argument over 128 KiB)
+MAX_ARGUMENT = 64 * 1024
 
 
 class LoadgenFailed(RuntimeError):
@@ -45,9 +47,14 @@ def run(
     node = shutil.which("node")
     if node is None:
         raise LoadgenFailed("node is not on PATH")
+    argument = json.dumps(config)
+    if len(argument) > MAX_ARGUMENT:  # e.g. thousands of cookies: beyond what one argv string may hold
+        config_file = log.with_suffix(".config.json")
+        config_file.write_text(argument)
+        argument = f"@{config_file}"
     with open(log, "ab") as err:
         proc = subprocess.Popen(
-            [node, str(SCRIPT), json.dumps(config)],
+            [node, str(SCRIPT), argument],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

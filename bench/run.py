@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 if not __package__:  # run as a file: python bench/run.py
@@ -33,10 +34,14 @@ if not __package__:  # run as a file: python bench/run.py
             os.execv(_venv_python, [str(_venv_python), __file__, *sys.argv[1:]])
     sys.path.insert(0, str(_repo))
 
+from bench import rabbitmq
 from bench.harness import Bench
 from bench.report import Table
 from bench.scenarios import SCENARIOS
-from bench.servers import LAYERS, REPO, TARGETS, add_baseline
+from bench.servers import ASGI_SERVERS, LAYERS, REPO, TARGETS, add_baseline
+
+#: targets left out of --smoke unless named (RabbitMQ takes seconds to start)
+NOT_IN_SMOKE = [key for key, target in TARGETS.items() if not target.smoke]
 
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results"
@@ -48,10 +53,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and 1 repeat: a quick check for CI")
     parser.add_argument("--scenarios", help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)")
-    parser.add_argument("--targets", default=",".join(TARGETS), help=f"servers, from: {', '.join(TARGETS)}")
+    parser.add_argument(
+        "--targets",
+        help=f"servers, from: {', '.join(TARGETS)} (default: all; --smoke: all but {', '.join(NOT_IN_SMOKE)})",
+    )
+    parser.add_argument(
+        "--asgi-servers",
+        help=f"what runs django-stomp-push in the storm scenarios, from: {', '.join(ASGI_SERVERS)} (default: all)",
+    )
     parser.add_argument("--layers", help=f"deployments, from: {', '.join(LAYERS)} (default: all; --smoke: memory)")
     parser.add_argument("--repeats", type=int, help="runs per figure, the median is shown (default 3; --smoke 1)")
-    parser.add_argument("--sizes", help="fan-out subscriber counts, comma-separated (default 100,1000,5000)")
+    parser.add_argument(
+        "--sizes",
+        help="fan-out subscribers (default 100,1000,5000) and storm clients (1000,3000,5000), comma-separated",
+    )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes holding subscribers")
     parser.add_argument(
         "--wait-quiet",
@@ -70,8 +85,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.baseline:
         add_baseline(checkout(args.baseline), args.baseline)
-        if args.targets == parser.get_default("targets"):
-            args.targets = ",".join(TARGETS)
 
     def choose(value: str | None, known: dict[str, object], default: list[str]) -> list[str]:
         chosen = [v.strip() for v in value.split(",") if v.strip()] if value else default
@@ -81,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         return chosen
 
     args.scenarios = choose(args.scenarios, SCENARIOS, [n for n, s in SCENARIOS.items() if s.smoke or not args.smoke])
-    args.targets = choose(args.targets, TARGETS, list(TARGETS))
+    args.targets = choose(args.targets, TARGETS, [t for t in TARGETS if TARGETS[t].smoke or not args.smoke])
+    args.asgi_servers = choose(args.asgi_servers, ASGI_SERVERS, list(ASGI_SERVERS))
     args.layers = choose(args.layers, LAYERS, ["memory"] if args.smoke else list(LAYERS))
     args.repeats = args.repeats or (1 if args.smoke else 3)
     args.sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
@@ -129,16 +143,27 @@ def environment() -> list[str]:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     ws = json.loads((REPO / "node_modules" / "ws" / "package.json").read_text())["version"]
     packages = ", ".join(
-        f"{p} {v(p)}" for p in ("django", "channels", "daphne", "channels-redis", "redis", "websockets", "twisted")
+        f"{p} {v(p)}"
+        for p in ("django", "channels", "daphne", "channels-redis", "redis", "websockets", "twisted", "uvicorn")
     )
     return [
         f"- Machine: {cpu}, {os.cpu_count()} cores",
         f"- Python {platform.python_version()}: {packages}",
-        f"- Node {node}, ws {ws}; redis-server from PATH",
+        f"- Node {node}, ws {ws}; redis-server from PATH; RabbitMQ {rabbitmq.version() or 'not installed'}",
     ]
 
 
-def check_tools(args: argparse.Namespace) -> None:
+def leave_out_unavailable(targets: list[str]) -> list[str]:
+    """Remove the targets this machine cannot run (RabbitMQ not installed) from ``targets``: what was left out, why."""
+    if "rabbitmq" in targets and (reason := rabbitmq.unavailable()):
+        targets.remove("rabbitmq")
+        return [f"RabbitMQ Web-STOMP skipped: {reason}"]
+    return []
+
+
+def check_tools(args: argparse.Namespace) -> list[str]:
+    """Exit when a tool the run needs is missing; a missing RabbitMQ is left out instead (what was, and why)."""
+    skipped = leave_out_unavailable(args.targets)
     missing = [tool for tool in ("node",) if shutil.which(tool) is None]
     if any(LAYERS[layer].redis for layer in args.layers) and shutil.which("redis-server") is None:
         missing.append("redis-server (or choose --layers memory)")
@@ -151,6 +176,7 @@ def check_tools(args: argparse.Namespace) -> None:
         missing.append(f"daphne/channels for {sys.executable} (use .venv/bin/python)")
     if missing:
         raise SystemExit(f"missing: {', '.join(missing)}")
+    return skipped
 
 
 def render_section(name: str, tables: list[Table], run_line: str, failures: int) -> str:
@@ -211,12 +237,14 @@ a fixed rate (open loop). CPU is % of one core from /proc (utime+stime), RSS fro
 is what the rest of the machine used during the window (noise). Repeats are interleaved across servers.
 Baselines: *textbook Channels* is one `AsyncWebsocketConsumer` per connection, a channel-layer group per
 destination and one `group_send` per push (bench/textbook/); *bare websockets* is an asyncio `websockets`
-server broadcasting in-process (bench/bare_server.py), the ceiling. daphne runs with `-v 0` (no access log)."""
+server broadcasting in-process (bench/bare_server.py), the ceiling; *RabbitMQ Web-STOMP* is a private RabbitMQ
+node with the `rabbitmq_web_stomp` plugin (bench/rabbitmq.py: its own node name, ports and files), clients logging
+in as guest to the default virtual host. daphne runs with `-v 0` (no access log)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_tools(args)
+    skipped = check_tools(args)
     open_files = raise_open_files_limit()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     logs = RESULTS / stamp
@@ -225,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     run_line = (
         f"Run {datetime.datetime.now().isoformat(timespec='minutes')}: `{command.strip()}`, "
         f"{args.repeats} repeat(s), load average {os.getloadavg()[0]:.2f} at the start"
-    )
+    ) + "".join(f"; {text}" for text in skipped)
     environment_lines = environment()
     bench = Bench(
         smoke=args.smoke,
@@ -237,16 +265,20 @@ def main(argv: list[str] | None = None) -> int:
         logs=logs,
         wait_quiet=args.wait_quiet,
         quiet_cpu=args.quiet_cpu,
+        asgi_servers=args.asgi_servers,
     )
     bench.log(f"bench: open files limit {open_files}; logs in {logs.relative_to(REPO)}")
+    for text in skipped:
+        bench.log(f"bench: {text}")
     tables_of: dict[str, list[Table]] = {}
     failures_of: dict[str, int] = {}
     try:
         for name in args.scenarios:
             bench.log(f"== {name}: {SCENARIOS[name].title}")
-            before = bench.failures
+            before, started = bench.failures, time.monotonic()
             tables_of[name] = SCENARIOS[name].run(bench)
             failures_of[name] = bench.failures - before
+            bench.log(f"== {name}: done in {time.monotonic() - started:.0f} s")
     except KeyboardInterrupt:
         bench.log("interrupted: reporting what was measured")
     finally:

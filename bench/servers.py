@@ -1,23 +1,24 @@
 """The servers under test and their deployments: start them, wait until they listen, stop them.
 
-A *target* is a server implementation; a *layer* is how it is deployed (channel layer, processes). Every
-process is started in its own session and stopped with its process group, so nothing outlives the harness.
+A *target* is a server implementation; a *layer* is how it is deployed (channel layer, processes); an ASGI
+target runs under an *ASGI server* (daphne unless a scenario chooses another). Every process is started in its own
+session and stopped with its process group (``processes.py``), so nothing outlives the harness.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from . import procstat, rabbitmq
+from .processes import PYTHONPATH as PYTHONPATH
+from .processes import REPO as REPO
+from .processes import Process, free_port
+from .processes import ServerFailed as ServerFailed
+
 STOMP_PATH = "/ws/stomp/"
 
 
@@ -25,10 +26,19 @@ STOMP_PATH = "/ws/stomp/"
 class Target:
     key: str
     label: str
-    #: daphne application; None for the bare websockets server.
+    #: ASGI application; None for the bare websockets server and RabbitMQ.
     asgi: str | None
     #: the checkout its code comes from (another commit's for the ``baseline`` target)
     root: Path = REPO
+    #: "asgi" (an application under an ASGI server), "bare" (bench/bare_server.py), "rabbitmq" (a private node)
+    kind: str = "asgi"
+    #: among ``--smoke``'s default targets (RabbitMQ takes seconds to start: not in CI)
+    smoke: bool = True
+
+    @property
+    def layered(self) -> bool:
+        """Runs on a channel layer (the others are one process and broadcast in-process)."""
+        return self.kind == "asgi"
 
 
 @dataclass(frozen=True)
@@ -39,12 +49,59 @@ class Layer:
     processes: int
 
 
+@dataclass(frozen=True)
+class AsgiServer:
+    """How an ASGI application is served: ``python`` + ``args``, where ``{app}`` and ``{port}`` are filled in."""
+
+    key: str
+    label: str
+    args: tuple[str, ...]
+
+    def argv(self, app: str, port: int) -> list[str]:
+        return [sys.executable, *(arg.format(app=app, port=port) for arg in self.args)]
+
+
 TARGETS = {
     t.key: t
     for t in (
-        Target("websockets", "bare websockets (ceiling)", None),
+        Target("websockets", "bare websockets (ceiling)", None, kind="bare"),
+        Target("rabbitmq", "RabbitMQ Web-STOMP", None, kind="rabbitmq", smoke=False),
         Target("textbook", "textbook Channels", "bench.textbook.asgi:application"),
         Target("ours", "django-stomp-push", "bench.ours_asgi:application"),
+    )
+}
+#: daphne's listen backlog through its endpoint string (Twisted's default is 50; uvicorn's 2048, RabbitMQ's 1024)
+DAPHNE_BACKLOG = 1024
+DAPHNE_ENDPOINT = f"tcp:port={{port}}:interface=127.0.0.1:backlog={DAPHNE_BACKLOG}"
+ASGI_SERVERS = {
+    s.key: s
+    for s in (
+        # -v 0: no access log line per connection (the same for every daphne target).
+        AsgiServer("daphne", "daphne", ("-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", "{port}", "{app}")),
+        AsgiServer(
+            "daphne-backlog",
+            f"daphne, backlog {DAPHNE_BACKLOG}",
+            ("-m", "daphne", "-v", "0", "-e", DAPHNE_ENDPOINT, "{app}"),
+        ),
+        # uvicorn's default WebSocket implementation (websockets) and backlog (2048); Channels has no lifespan
+        AsgiServer(
+            "uvicorn",
+            "uvicorn",
+            (
+                "-m",
+                "uvicorn",
+                "{app}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ),
+        ),
     )
 }
 LAYERS = {
@@ -55,9 +112,9 @@ LAYERS = {
         Layer("redis-2p", "channels-redis, 2 processes", redis=True, processes=2),
     )
 }
-#: The bare server has no channel layer: it runs in one process only.
+#: The bare server and RabbitMQ have no channel layer: they run in one process only.
 TARGETS_OF_LAYER = {
-    "memory": ("websockets", "textbook", "ours"),
+    "memory": ("websockets", "rabbitmq", "textbook", "ours"),
     "redis": ("textbook", "ours"),
     "redis-2p": ("textbook", "ours"),
 }
@@ -70,83 +127,6 @@ def add_baseline(root: Path, rev: str) -> None:
     for layer, keys in TARGETS_OF_LAYER.items():
         if "ours" in keys:
             TARGETS_OF_LAYER[layer] = (*keys, "baseline")
-
-
-def pythonpath(root: Path) -> str:
-    """The checkout (bench, django_stomp_push) and its test project's directory (testproject, demo)."""
-    return os.pathsep.join([str(root), str(root / "testproject")])
-
-
-#: this checkout's
-PYTHONPATH = pythonpath(REPO)
-
-
-class ServerFailed(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _last_line(path: Path) -> str:
-    """The log's last line (usually the exception), and where the rest is."""
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-    return f"{lines[-1].strip() if lines else 'no output'} (log: {where})"
-
-
-class Process:
-    """A child process in its own session, logging to a file."""
-
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, root: Path = REPO) -> None:
-        self.log = log
-        with open(log, "wb") as out:
-            self.popen = subprocess.Popen(
-                argv,
-                cwd=root,
-                env={**os.environ, "PYTHONPATH": pythonpath(root), "PYTHONUNBUFFERED": "1", **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def wait_listening(self, port: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise ServerFailed(f"exited with {self.popen.returncode}: {_last_line(self.log)}")
-            if _listening(port):
-                return
-            time.sleep(0.1)
-        raise ServerFailed(f"not listening on {port} after {timeout:g}s: {_last_line(self.log)}")
-
-    def stop(self, grace: float = 3.0) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
 
 
 class Redis:
@@ -195,17 +175,34 @@ class Deployment:
     urls: list[str]
     processes: list[Process]
     redis: Redis | None
+    #: headers a client adds to CONNECT (RabbitMQ: the virtual host and the user)
+    connect_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
+        """The server processes and their children (RabbitMQ's script runs the Erlang VM as its child)."""
+        return [pid for p in self.processes for pid in procstat.with_children(p.pid)]
 
 
 @contextlib.contextmanager
 def deploy(
-    target: Target, layer: Layer, logs: Path, name: str, redis: Redis | None, env: dict[str, str] | None = None
+    target: Target,
+    layer: Layer,
+    logs: Path,
+    name: str,
+    redis: Redis | None,
+    env: dict[str, str] | None = None,
+    server: str = "daphne",
+    app: str | None = None,
 ) -> Iterator[Deployment]:
-    """Start ``layer.processes`` servers of ``target`` (``env`` added to their environment); stop them all on exit."""
+    """Start ``layer.processes`` servers of ``target`` (``env`` added to their environment); stop them all on exit.
+
+    ASGI targets run ``app`` (default: the target's application) under ``server`` (a key of :data:`ASGI_SERVERS`);
+    the bare server and RabbitMQ ignore both, and the layer."""
+    if target.kind == "rabbitmq":
+        with _rabbitmq(logs, name) as deployment:
+            yield deployment
+        return
     env = {**(env or {}), **({"REDIS_URL": redis.url} if layer.redis and redis else {})}
     if layer.redis and redis:
         redis.flush()
@@ -214,11 +211,10 @@ def deploy(
     try:
         for i in range(layer.processes):
             port = free_port()
-            if target.asgi is None:
+            if target.kind == "bare":
                 argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
             else:
-                # -v 0: no access log line per connection (the same for every daphne target).
-                argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), target.asgi]
+                argv = ASGI_SERVERS[server].argv(app or target.asgi or "", port)
             process = Process(argv, logs / f"{name}-p{i}.log", env, target.root)
             processes.append(process)
             process.wait_listening(port)
@@ -227,3 +223,13 @@ def deploy(
     finally:
         for process in processes:
             process.stop()
+
+
+@contextlib.contextmanager
+def _rabbitmq(logs: Path, name: str) -> Iterator[Deployment]:
+    node = rabbitmq.RabbitMQ(logs, name)
+    try:
+        assert node.process is not None
+        yield Deployment(name, [node.url], [node.process], None, dict(rabbitmq.CONNECT_HEADERS))
+    finally:
+        node.stop()

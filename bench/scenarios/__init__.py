@@ -29,7 +29,7 @@ class Scenario:
 
 
 def _registry() -> dict[str, Scenario]:
-    from . import fanout, idle, latency, session_close, sweep
+    from . import connect_storm, fanout, idle, latency, push_sync, session_close, sweep
 
     scenarios = (
         fanout.SCENARIO,
@@ -38,6 +38,8 @@ def _registry() -> dict[str, Scenario]:
         idle.MANY_IDLE_SCENARIO,
         session_close.SCENARIO,
         sweep.SCENARIO,
+        connect_storm.SCENARIO,
+        push_sync.SCENARIO,
     )
     return {s.name: s for s in scenarios}
 

@@ -8,8 +8,8 @@ from ..harness import Bench, RunResult
 from ..report import Measurement, Table, mb, pct, seconds
 from ..servers import LAYERS, TARGETS
 
-#: baselines first: ratios are given against the code before a change (``--baseline``), the textbook and the ceiling
-BASELINES = ["baseline", "textbook", "websockets"]
+#: ratios are given against the code before a change (``--baseline``), the textbook, the broker and the ceiling
+BASELINES = ["baseline", "textbook", "rabbitmq", "websockets"]
 RESOURCE_EXTRAS = {
     "connect+subscribe all": seconds,
     "server CPU": pct,
@@ -21,7 +21,7 @@ RESOURCE_EXTRAS = {
 
 
 def columns(bench: Bench) -> dict[str, str]:
-    order = ["websockets", "textbook", "baseline", "ours"]
+    order = ["websockets", "rabbitmq", "textbook", "baseline", "ours"]
     return {key: TARGETS[key].label for key in order if key in bench.targets}
 
 

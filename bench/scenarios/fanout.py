@@ -10,6 +10,7 @@ from math import ceil
 
 from ..harness import Bench, RunResult
 from ..report import Table, rate
+from ..servers import TARGETS
 from . import Scenario
 from .common import check_delivered, layer_label, record, server_table
 
@@ -65,15 +66,20 @@ def run(bench: Bench) -> list[Table]:
                 for figure, (_, _, value) in FIGURES.items():
                     label = f"fanout #{repeat + 1} n={n} {target}/{layer} {figure}"
                     record(bench, tables[figure, layer].cell(f"{n:,}", target), result, value, label, rate)
-    # The ceiling has no channel layer; it is shown in the other tables for reference.
+    # The ceiling and RabbitMQ have no channel layer; they are shown in the other tables for reference.
+    layerless = [key for key, target in TARGETS.items() if not target.layered]
     for (figure, layer), table in tables.items():
         memory = tables.get((figure, "memory"))
-        if layer != "memory" and memory is not None and "websockets" in table.columns:
+        borrowed = [key for key in layerless if key in table.columns]
+        if layer == "memory" or memory is None or not borrowed:
+            continue
+        for key in borrowed:
             for row, cells in table.rows.items():
-                if "websockets" in memory.rows.get(row, {}):
-                    cells["websockets"] = memory.rows[row]["websockets"]
-            table.borrowed.add("websockets")
-            table.note = "The ceiling column repeats the in-memory table's: the bare server needs no layer."
+                if key in memory.rows.get(row, {}):
+                    cells[key] = memory.rows[row][key]
+            table.borrowed.add(key)
+        names = " and ".join(TARGETS[key].label for key in borrowed)
+        table.note = f"The {names} columns repeat the in-memory table's: they need no channel layer."
     return list(tables.values())
 
 

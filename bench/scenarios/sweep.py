@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..databases import django_env, pg_connect, pg_env, pg_unreachable
 from ..harness import Bench
 from ..report import Table, mb, seconds
-from ..servers import PYTHONPATH, REPO
+from ..servers import REPO
 from . import Scenario
 
 PLUGIN_SETTINGS = "bench.settings_sweep"
@@ -61,7 +62,6 @@ DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 150
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 PG_TEMPLATE = "stomp_push_bench_template"
 PG_RUN = "stomp_push_bench_run"
 
@@ -132,15 +132,6 @@ class Outcome:
     extras: dict[str, float] = field(default_factory=dict)
 
 
-#: the environment variables that choose the database, layer or session engine: only the scenario sets them
-CHOOSERS = ("DJANGO_DB_PATH", "REDIS_URL", "SESSION_ENGINE", "BENCH_PG_")
-
-
-def _env(settings: str, extra: dict[str, str]) -> dict[str, str]:
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith(CHOOSERS)}
-    return {**inherited, "DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": PYTHONPATH, **extra}
-
-
 def _prepare(env: dict[str, str]) -> str:
     """Migrate the database of ``env``; the encoded session_data of the rows."""
     done = subprocess.run(
@@ -176,7 +167,7 @@ class SqliteData:
         return {"DJANGO_DB_PATH": str(self.db)}
 
     def build(self, expired: int) -> None:
-        session_data = _prepare(_env(PLUGIN_SETTINGS, {"DJANGO_DB_PATH": str(self.template)}))
+        session_data = _prepare(django_env(PLUGIN_SETTINGS, {"DJANGO_DB_PATH": str(self.template)}))
         cutoff = datetime.now(timezone.utc).replace(tzinfo=None)
         self.cutoff = cutoff.isoformat(" ", "microseconds")
         with contextlib.closing(sqlite3.connect(self.template)) as db, db:
@@ -206,27 +197,6 @@ class SqliteData:
             path.unlink(missing_ok=True)
 
 
-def _pg(dbname: str):
-    import psycopg
-
-    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=True, connect_timeout=5)
-
-
-def pg_unreachable() -> str | None:
-    """Why PostgreSQL cannot be used, or None."""
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed"
-    try:
-        with _pg("postgres") as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"PostgreSQL at {PG_HOST}:{PG_PORT} (user {PG_USER}) is unreachable: {first}"
-    return None
-
-
 class PostgresData:
     """A template database built once; each command gets a fresh clone of it."""
 
@@ -234,25 +204,20 @@ class PostgresData:
         self.cutoff = datetime.now(timezone.utc)
 
     def env(self, name: str = PG_RUN) -> dict[str, str]:
-        return {
-            "BENCH_PG_NAME": name,
-            "BENCH_PG_HOST": PG_HOST,
-            "BENCH_PG_PORT": str(PG_PORT),
-            "BENCH_PG_USER": PG_USER,
-        }
+        return pg_env(name)
 
     def _drop(self, conn, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def build(self, expired: int) -> None:
-        with _pg("postgres") as conn:
+        with pg_connect("postgres") as conn:
             self._drop(conn, PG_RUN)
             self._drop(conn, PG_TEMPLATE)
             conn.execute(f'CREATE DATABASE "{PG_TEMPLATE}"')
-        session_data = _prepare(_env(PLUGIN_SETTINGS, self.env(PG_TEMPLATE)))
+        session_data = _prepare(django_env(PLUGIN_SETTINGS, self.env(PG_TEMPLATE)))
         cutoff = datetime.now(timezone.utc).replace(tzinfo=None)
         self.cutoff = cutoff.replace(tzinfo=timezone.utc)
-        with _pg(PG_TEMPLATE) as conn:
+        with pg_connect(PG_TEMPLATE) as conn:
             with (
                 conn.cursor() as cur,
                 cur.copy("COPY django_session (session_key, session_data, expire_date) FROM STDIN") as copy,
@@ -268,21 +233,21 @@ class PostgresData:
         _check_built(self.counts(PG_TEMPLATE), expired)
 
     def restore(self) -> None:
-        with _pg("postgres") as conn:
+        with pg_connect("postgres") as conn:
             self._drop(conn, PG_RUN)
             conn.execute(f'CREATE DATABASE "{PG_RUN}" TEMPLATE "{PG_TEMPLATE}" STRATEGY FILE_COPY')
             conn.execute("CHECKPOINT")
 
     def counts(self, name: str = PG_RUN) -> tuple[int, int]:
         """(rows, rows expiring after the cutoff) in the clone (or database ``name``)."""
-        with _pg(name) as conn:
+        with pg_connect(name) as conn:
             total, live = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE expire_date > %s) FROM django_session", (self.cutoff,)
             ).fetchone()
         return total, live
 
     def close(self) -> None:
-        with _pg("postgres") as conn:
+        with pg_connect("postgres") as conn:
             self._drop(conn, PG_RUN)
             self._drop(conn, PG_TEMPLATE)
 
@@ -408,7 +373,7 @@ def measure(
             listener = Listener(deployment.urls[0], redis.port)
             stack.callback(listener.close)
             extra = {**extra, "REDIS_URL": redis.url}
-        result = launch([sys.executable, MANAGE, command], _env(settings, extra), log, timeout)
+        result = launch([sys.executable, MANAGE, command], django_env(settings, extra), log, timeout)
         if result["exit"]:
             raise SweepFailed(f"{command} exited with {result['exit']}: {_last_line(log)} (log: {log.name})")
         outcome = Outcome(wall=result["wall"], maxrss=int(result["maxrss_kib"]) * 1024, cpu=result["cpu"])
