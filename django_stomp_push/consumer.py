@@ -34,7 +34,6 @@ class AsgiWebSocket:
     def __init__(self, send: Any) -> None:
         self._send = send
         self._daphne = DaphneTransport.behind(send)
-        self._send_now: Any = None  # daphne's synchronous send of one frame, once the WebSocket is accepted
 
     async def accept(self, subprotocol: str | None) -> None:
         message: dict[str, Any] = {"type": "websocket.accept"}
@@ -43,14 +42,15 @@ class AsgiWebSocket:
         await self._send(message)
         if self._daphne is not None:
             self._daphne.write_through()
-            self._send_now = self._daphne.send_frame
+            if self._daphne.fast:
+                # The push path's one call per frame: daphne's synchronous send itself, no wrapper in between.
+                self.send_now = self._daphne.send_frame  # type: ignore[method-assign]
 
     async def send(self, frame: str | bytes) -> None:
         await self._send(_message(frame))
 
     def send_now(self, frame: str | bytes) -> bool:
-        send_now = self._send_now
-        return send_now is not None and send_now(frame)
+        return False  # until the WebSocket is accepted on daphne's fast path (see accept)
 
     async def close(self, code: int, reason: str) -> None:
         message: dict[str, Any] = {"type": "websocket.close", "code": code}
