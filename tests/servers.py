@@ -187,12 +187,8 @@ class DaphneServer:
     def start(self) -> DaphneServer:
         self.log_path = self.project.db_path.parent / f"{self.server}-{self.port}.log"
         log = open(self.log_path, "wb")
-        if self.server == "uvicorn":
-            argv = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets"]
-        else:
-            argv = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, *argv, "testproject.asgi:application"],
+            [sys.executable, *self.command(), "testproject.asgi:application"],
             env=self.project.env(**self.env),
             cwd=str(TESTPROJECT),
             stdout=log,
@@ -203,6 +199,12 @@ class DaphneServer:
         except Exception:
             raise RuntimeError(f"{self.server} did not start:\n{self.log()}") from None
         return self
+
+    def command(self) -> list[str]:
+        """The Python arguments that start the server (before the application's path)."""
+        if self.server == "uvicorn":
+            return ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets"]
+        return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import string
-import subprocess
-import sys
 import time
 
 import pytest
@@ -23,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from django_stomp_push.daphne import seam
 from django_stomp_push.daphne.seam import BINARY, TEXT, Seam, frame, unverified_versions
 from django_stomp_push.daphne.transport import WriteBufferWatch
-from tests.servers import DEMO_PASSWORDS, TESTPROJECT, DaphneServer, free_port, wait_for_port
+from tests.servers import DEMO_PASSWORDS, DaphneServer, free_port
 
 FAST_PATH_ON = "daphne fast path on"
 FAST_PATH_OFF = "daphne fast path off"
@@ -195,22 +193,8 @@ CommandLineInterface.entrypoint()
 class FallbackDaphne(DaphneServer):
     """A daphne of the testproject on which the seam's check fails (started as tests.servers starts daphne)."""
 
-    def start(self) -> FallbackDaphne:
-        self.log_path = self.project.db_path.parent / f"daphne-fallback-{self.port}.log"
-        command = [sys.executable, "-c", FALLBACK_LAUNCHER, "-b", "127.0.0.1", "-p", str(self.port)]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [*command, "testproject.asgi:application"],
-                env=self.project.env(**self.env),
-                cwd=str(TESTPROJECT),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(self.port, timeout=30, process=self.process)
-        except Exception:
-            raise RuntimeError(f"daphne did not start:\n{self.log()}") from None
-        return self
+    def command(self) -> list[str]:
+        return ["-c", FALLBACK_LAUNCHER, "-b", "127.0.0.1", "-p", str(self.port)]
 
 
 @pytest.fixture(params=["fast path", "fallback"])
