@@ -47,5 +47,9 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Also what the demo, the tests and the benchmarks leave behind. bench/results/ holds the git worktrees of
+# `bench --baseline REV`: removing their folders and then `git worktree prune` unregisters them.
 clean:
-	rm -rf $(VENV) node_modules site test-artifacts
+	rm -rf $(VENV) node_modules site test-artifacts .pytest_cache .hypothesis .ruff_cache build dist *.egg-info
+	rm -rf testproject/db.sqlite3 testproject/db.sqlite3-journal bench/results
+	-git worktree prune

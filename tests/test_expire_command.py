@@ -120,6 +120,22 @@ def test_progress_is_quiet_at_default_verbosity():
 
 
 @SQLITE_ONLY
+def test_a_successful_run_at_verbosity_0_prints_nothing(monkeypatch):
+    make_sessions(expired=10, alive=2)
+    record_notices(monkeypatch)  # a layer that reaches the servers, as with channels-redis
+    assert run("-v", "0") == ("", "")
+    assert Session.objects.count() == 2
+
+
+@SQLITE_ONLY
+def test_verbosity_0_still_warns_that_the_in_memory_layer_closes_nothing():
+    make_sessions(expired=10, alive=0)
+    out, err = run("-v", "0")
+    assert out == ""
+    assert "in-memory channel layer" in err
+
+
+@SQLITE_ONLY
 def test_invalid_batch_size_is_a_command_error():
     with pytest.raises(CommandError, match="--batch-size"):
         run("--batch-size", "0")
@@ -170,6 +186,7 @@ def record_notices(monkeypatch) -> list[int]:
         notices.append(Session.objects.count())
 
     monkeypatch.setattr(sweep, "reaches_servers", lambda: True)
+    monkeypatch.setattr(sweep, "is_process_local", lambda layer: False)
     monkeypatch.setattr(sync_layer, "send", fake_send)
     return notices
 

@@ -60,7 +60,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         sweep = engine.sweep()
         if sweep is None:
-            self.stdout.write(
+            self._report(
                 f"The {engine_name()} session engine keeps no sweepable store: sessions expire on their own and "
                 "bound connections close by their own expiry timers. Nothing to do."
             )
@@ -79,12 +79,18 @@ class Command(BaseCommand):
             self._warn_in_memory()
         elapsed = time.monotonic() - started
         if dry_run:
-            self.stdout.write(f"{found} expired sessions would be deleted (dry run, {elapsed:.2f}s).")
+            self._report(f"{found} expired sessions would be deleted (dry run, {elapsed:.2f}s).")
         else:
             closed = "and broadcast their closes" if closes.reach_servers else "(no closes broadcast: in-memory layer)"
-            self.stdout.write(
+            self._report(
                 self.style.SUCCESS(f"Deleted {found} expired sessions in {batches} batches {closed} ({elapsed:.2f}s).")
             )
+
+    def _report(self, message: str) -> None:
+        # -v0 is for cron, which mails whatever a job prints: a successful run says nothing (warnings and errors
+        # still go to stderr).
+        if self.verbosity >= 1:
+            self.stdout.write(message)
 
     def _progress(self, batches: int, found: int) -> None:
         if self.verbosity >= 2:
