@@ -13,19 +13,9 @@ from django.db import connections, router
 from django.test import override_settings
 from django.utils import timezone
 
+from tests.routers import SessionsOn
+
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-class SessionsOn:
-    """A database router: the sessions app on one database alias."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    def db_for_read(self, model, **hints):
-        return self.alias if model._meta.app_label == "sessions" else None
-
-    db_for_write = db_for_read
 
 
 @pytest.fixture(

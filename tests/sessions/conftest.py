@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.routers import SessionsOn
+
 
 @pytest.fixture
 def make_user(db):
@@ -12,18 +14,6 @@ def make_user(db):
         return get_user_model().objects.create_user(username=username, password="pw-" + username)
 
     return make
-
-
-class SessionsOn:
-    """A database router: the sessions app on one database alias."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    def db_for_read(self, model, **hints):
-        return self.alias if model._meta.app_label == "sessions" else None
-
-    db_for_write = db_for_read
 
 
 def sessions_on_postgresql(settings) -> None:
