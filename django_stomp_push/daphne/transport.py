@@ -6,7 +6,7 @@
 - :meth:`~DaphneTransport.backlog`: daphne's ``send`` never waits; Twisted buffers without bound for a client that
   stops reading, and the outbound limit must count those bytes too. On the fast path the seam reads them; else a
   :class:`WriteBufferWatch` (a producer registered through Twisted's ``IConsumer``) bounds them.
-- :meth:`~DaphneTransport.send_now` / :meth:`~DaphneTransport.send_frame`: the fast path. The ASGI ``send`` costs a
+- :meth:`~DaphneTransport.send_frame`: the fast path. The ASGI ``send`` costs a
   coroutine through Channels' session wrapper and one through daphne's server, a task wake-up, autobahn's
   framing and a reactor pass per message. When the seam (:mod:`.seam`) holds, a frame built here goes straight
   to the socket; when it does not, these return False and the message takes the plain ASGI ``send``.
@@ -134,11 +134,6 @@ class DaphneTransport:
                 self._watch = WriteBufferWatch.attach(protocol)
         except Exception:  # a surprise from a public interface: this connection keeps the plain ASGI send
             logger.warning("django-stomp-push: daphne fast path and write-buffer watch unavailable", exc_info=True)
-
-    def send_now(self, message: dict[str, Any]) -> bool:
-        """Send a ``websocket.send`` message now; False when it must take the ASGI ``send`` instead."""
-        text = message.get("text")
-        return self.send_frame(text if text is not None else message.get("bytes"))
 
     def send_frame(self, data: str | bytes | None) -> bool:
         """Send one text (``str``) or binary message now; False when it must take the ASGI ``send`` instead."""
