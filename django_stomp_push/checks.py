@@ -3,10 +3,13 @@
 ========================  ===================================================================================
 id                        problem
 ========================  ===================================================================================
-stomp_push.E001           ``STOMP_PUSH`` has an invalid value
+stomp_push.E001           ``STOMP_PUSH`` has an invalid value (one error per bad key)
 stomp_push.E002           no channel layer under the configured alias
 stomp_push.E003           ``SESSION_ENGINE`` cannot be imported
 stomp_push.E004           ``AUTHORIZE`` does not import
+stomp_push.E005           ``ASGI_APPLICATION`` serves no WebSocket (Django's ASGI handler, a router without one)
+stomp_push.E006           the session engine's model is not installed (``django.contrib.sessions`` missing)
+stomp_push.E007           a ``HANDLER_MODULES`` entry cannot be imported
 stomp_push.W001           in-memory channel layer with ``DEBUG = False`` (closes and pushes stay in one process)
 stomp_push.W002           ``signed_cookies`` session engine: sessions cannot be ended server-side
 stomp_push.W003           the ASGI application mounts the consumer without session middleware
@@ -14,31 +17,83 @@ stomp_push.W004           ``SESSION_COOKIE_AGE`` shorter than the heart-beat int
 stomp_push.W005           channels-redis with redis-py settings that lose messages (socket timeout / pool)
 stomp_push.W006           ``ACTIVITY`` set for an engine that cannot be extended
 stomp_push.W007           ``daphne`` is not first in ``INSTALLED_APPS`` (``runserver`` would not serve WebSockets)
+stomp_push.W008           ``daphne`` is not in ``INSTALLED_APPS`` (with ``DEBUG``): ``runserver`` serves WSGI only
+stomp_push.W009           ``ASGI_APPLICATION`` is not set
+stomp_push.W010           the ASGI application mounts no ``StompConsumer`` this check can find
+stomp_push.W011           ``TOPIC_PREFIX`` is deprecated: use ``BROKER_PREFIXES``
 ========================  ===================================================================================
+
+daphne, uvicorn and gunicorn run no system checks: :func:`startup_errors` is what
+:func:`~django_stomp_push.routing.wrap` runs when the ASGI application is built, so that a server with an error
+above refuses to start. The checks of the ASGI application itself (:mod:`.asgi_checks`) are left out there: that
+application is the one being built.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 
 TAG = "stomp_push"
 
 
 @checks.register(TAG)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from .conf import build_config
+    from .asgi_checks import check_asgi
 
-    try:
-        config = build_config(getattr(settings, "STOMP_PUSH", None))
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), hint="See the settings reference in the docs.", id="stomp_push.E001")]
-    messages: list[checks.CheckMessage] = []
+    return _settings_messages() + check_asgi()
+
+
+def startup_errors() -> list[checks.CheckMessage]:
+    """The errors a server must not start with: every check but the ASGI application's, at level ERROR and not
+    in ``SILENCED_SYSTEM_CHECKS``. Before the app registry is ready, only the settings' validation."""
+    from django.apps import apps
+
+    messages = _settings_messages() if apps.ready else _settings_errors()[1]
+    return [m for m in messages if m.is_serious() and not m.is_silenced()]
+
+
+def _settings_errors() -> tuple[Any, list[checks.CheckMessage]]:
+    """(the Config of the valid keys, one E001 per invalid key)."""
+    from .conf import Config, validate
+
+    values, errors = validate(getattr(settings, "STOMP_PUSH", None))
+    hint = "See the settings reference in the docs."
+    return Config(**values), [checks.Error(error, hint=hint, id="stomp_push.E001") for error in errors]
+
+
+def _settings_messages() -> list[checks.CheckMessage]:
+    """Every check but those of the ASGI application; the rest of the settings are checked with the valid keys."""
+    config, messages = _settings_errors()
+    messages += _check_deprecated()
     messages += _check_layer(config)
     messages += _check_sessions(config)
+    messages += _check_imports(config)
+    return messages
+
+
+def _check_deprecated() -> list[checks.CheckMessage]:
+    raw = getattr(settings, "STOMP_PUSH", None)
+    if not isinstance(raw, dict):
+        return []
+    keys = {key.lower(): key for key in raw if isinstance(key, str)}
+    if "topic_prefix" not in keys:
+        return []
+    return [
+        checks.Warning(
+            f"STOMP_PUSH[{keys['topic_prefix']!r}] is deprecated and will be removed in django-stomp-push 0.3.0.",
+            hint=f"Write STOMP_PUSH['BROKER_PREFIXES'] = [{raw[keys['topic_prefix']]!r}] instead.",
+            id="stomp_push.W011",
+        )
+    ]
+
+
+def _check_imports(config: Any) -> list[checks.CheckMessage]:
+    """E004 (the AUTHORIZE hook) and E007 (HANDLER_MODULES)."""
+    messages: list[checks.CheckMessage] = []
     if config.authorize:
         from django.utils.module_loading import import_string
 
@@ -52,16 +107,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="stomp_push.E004",
                 )
             )
-    messages += _check_asgi_application()
-    apps = list(settings.INSTALLED_APPS)
-    if "daphne" in apps and apps[0] != "daphne":
-        messages.append(
-            checks.Warning(
-                "'daphne' is in INSTALLED_APPS but not first; 'runserver' may be Django's, which has no WebSockets.",
-                hint="Put 'daphne' first in INSTALLED_APPS.",
-                id="stomp_push.W007",
+    from .conf import SettingsError
+
+    for module in config.handler_modules:
+        try:
+            import_module(module)
+        except SettingsError:  # @handler reads the settings: E001 already says what is wrong with them
+            continue
+        except Exception as exc:
+            messages.append(
+                checks.Error(
+                    f"STOMP_PUSH['HANDLER_MODULES'] lists {module!r}, which cannot be imported: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint="Give the dotted path of a module (such as 'myapp.stomp'), and check what it imports.",
+                    id="stomp_push.E007",
+                )
             )
-        )
     return messages
 
 
@@ -117,6 +178,15 @@ def _check_sessions(config: Any) -> list[checks.CheckMessage]:
     except Exception as exc:
         return [checks.Error(f"SESSION_ENGINE cannot be imported: {exc}", id="stomp_push.E003")]
     messages: list[checks.CheckMessage] = []
+    problem = _session_model_problem(engine)
+    if problem:
+        messages.append(
+            checks.Error(
+                problem.rstrip(".") + ": every CONNECT would fail.",
+                hint="Add 'django.contrib.sessions' (or the app of your session model) to INSTALLED_APPS.",
+                id="stomp_push.E006",
+            )
+        )
     if not engine.ends_server_side:
         messages.append(
             checks.Warning(
@@ -147,58 +217,18 @@ def _check_sessions(config: Any) -> list[checks.CheckMessage]:
     return messages
 
 
-def _check_asgi_application() -> list[checks.CheckMessage]:
-    path = getattr(settings, "ASGI_APPLICATION", None)
-    if not path:
-        return []
-    from django.utils.module_loading import import_string
+def _session_model_problem(engine: Any) -> str | None:
+    """Why the session engine's model cannot be used, if it cannot (its app is not in INSTALLED_APPS)."""
+    from django.apps import apps
 
     try:
-        app = import_string(path)
-    except Exception:  # the ASGI module may need a running server; nothing to say then
-        return []
-    from .consumer import StompConsumer
-
-    bare = [chain for chain in _consumer_chains(app, ()) if not _has_session(chain)]
-    if not bare:
-        return []
-    return [
-        checks.Warning(
-            "The STOMP consumer is mounted without SessionMiddleware around it: connections cannot be bound to a "
-            "Django session and every CONNECT is refused (or anonymous).",
-            hint="Use django_stomp_push.routing.stomp_application() or wrap() around your URLRouter.",
-            id="stomp_push.W003",
-            obj=StompConsumer,
-        )
-    ]
-
-
-def _consumer_chains(app: Any, chain: tuple[Any, ...], depth: int = 0) -> list[tuple[Any, ...]]:
-    """Every path of wrappers from ``app`` down to a StompConsumer application."""
-    from .consumer import StompConsumer
-
-    if depth > 20 or app is None:
-        return []
-    consumer_class = getattr(app, "consumer_class", None)
-    if isinstance(consumer_class, type) and issubclass(consumer_class, StompConsumer):
-        return [chain]
-    children: list[Any] = []
-    for attr in ("inner", "application"):
-        child = getattr(app, attr, None)
-        if child is not None:
-            children.append(child)
-    mapping = getattr(app, "application_mapping", None)
-    if isinstance(mapping, dict):
-        children += list(mapping.values())
-    for route in getattr(app, "routes", None) or []:
-        children.append(getattr(route, "callback", None))
-    found: list[tuple[Any, ...]] = []
-    for child in children:
-        found += _consumer_chains(child, (*chain, app), depth + 1)
-    return found
-
-
-def _has_session(chain: tuple[Any, ...]) -> bool:
-    from channels.sessions import SessionMiddleware
-
-    return any(isinstance(m, SessionMiddleware) for m in chain)
+        model = engine.session_model
+    except Exception as exc:  # a models module refuses to load outside INSTALLED_APPS
+        return f"SESSION_ENGINE {settings.SESSION_ENGINE!r} needs a session model that cannot be loaded: {exc}"
+    if model is None or apps.get_containing_app_config(model.__module__) is not None:
+        return None
+    app = model.__module__.rpartition(".")[0]
+    return (
+        f"SESSION_ENGINE {settings.SESSION_ENGINE!r} keeps sessions in the model {model._meta.label}, "
+        f"but {app!r} is not in INSTALLED_APPS"
+    )

@@ -1,13 +1,14 @@
 """Settings: one typed object built from ``settings.STOMP_PUSH``.
 
 Every key is optional. :func:`get_config` validates the dict once (and again after ``override_settings``) and
-raises :class:`ImproperlyConfigured` with the key's name for a bad value; the system check ``stomp_push.E001``
-reports the same at start-up.
+raises :class:`SettingsError` (an ``ImproperlyConfigured``) naming every bad key at once; the system check
+``stomp_push.E001`` reports one error per bad key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -77,8 +78,11 @@ class Config:
     layer_timeout: float = 1.0
     #: Seconds between re-joins of channel-layer groups (channels-redis forgets members after group_expiry).
     group_refresh_interval: float = 3600.0
-    #: Destination prefixes.
+    #: Destination prefixes served with topic semantics (broadcast to every subscriber), like Spring's simple broker.
+    broker_prefixes: tuple[str, ...] = ("/topic/",)
+    #: Deprecated one-prefix form of ``broker_prefixes``; always its first entry.
     topic_prefix: str = "/topic/"
+    #: Prefixes of per-user and of application (``@handler``) destinations.
     user_prefix: str = "/user/"
     app_prefix: str = "/app/"
     #: Modules imported at start-up so their ``@handler`` registrations exist (e.g. "myapp.stomp_handlers").
@@ -89,79 +93,215 @@ class Config:
         return Limits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Limits)})
 
 
+class SettingsError(ImproperlyConfigured):
+    """Every invalid ``STOMP_PUSH`` value at once: :attr:`errors` has one message per bad key."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        if len(self.errors) == 1:
+            text = self.errors[0]
+        else:
+            text = f"STOMP_PUSH has {len(self.errors)} invalid settings:\n" + "\n".join(f"- {e}" for e in self.errors)
+        super().__init__(text)
+
+
+class _Invalid(ValueError):
+    """Why a value is invalid: the text that follows the key's name."""
+
+
+def _positive_int(value: Any) -> int:
+    if not (_is_int(value) and value > 0):
+        raise _Invalid("must be a positive integer")
+    return int(value)
+
+
+def _positive_seconds(value: Any) -> float:
+    if not (_is_number(value) and value > 0):
+        raise _Invalid("must be a positive number of seconds")
+    return value  # type: ignore[no-any-return]
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be True or False")
+    return value
+
+
+def _heartbeat(value: Any) -> tuple[int, int]:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value)):
+        raise _Invalid("must be a pair of milliseconds (send, receive) >= 0")
+    return int(value[0]), int(value[1])
+
+
+def _expiry_notice(value: Any) -> float | None:
+    if value is not None and not (_is_number(value) and value > 0):
+        raise _Invalid("must be None or a positive number of seconds")
+    return value  # type: ignore[no-any-return]
+
+
+def _activity(value: Any) -> str:
+    if value not in ACTIVITY_POLICIES:
+        raise _Invalid(f"must be one of {', '.join(ACTIVITY_POLICIES)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _is_prefix(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > 1 and value.startswith("/") and value.endswith("/")
+
+
+def _prefix(value: Any) -> str:
+    if not _is_prefix(value):
+        raise _Invalid("must start and end with '/', such as '/topic/'")
+    return value  # type: ignore[no-any-return]
+
+
+def _prefixes(value: Any) -> tuple[str, ...]:
+    # A bare string would be read as one prefix per character.
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Invalid("must be a non-empty list of prefixes, such as ['/topic/', '/queue/']")
+    bad = [prefix for prefix in value if not _is_prefix(prefix)]
+    if bad:
+        raise _Invalid(
+            f"must be prefixes such as '/queue/' (starting and ending with '/'), not {', '.join(map(repr, bad))}"
+        )
+    return tuple(value)
+
+
+def _destination(value: Any) -> str:
+    if not (isinstance(value, str) and value.startswith("/")):
+        raise _Invalid("must be a destination starting with '/'")
+    return value
+
+
+def _authorize(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise _Invalid("must be None or the dotted path of a function")
+    return value
+
+
+def _alias(value: Any) -> str:
+    if not (isinstance(value, str) and value):
+        raise _Invalid("must be the alias of a CHANNEL_LAYERS entry")
+    return value
+
+
+def _modules(value: Any) -> tuple[str, ...]:
+    # A bare string would be split into one-letter module names.
+    if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) and m for m in value):
+        raise _Invalid("must be a list of dotted module paths")
+    return tuple(value)
+
+
 _POSITIVE_INTS = (
-    "max_frame_size",
-    "max_header_count",
-    "max_header_length",
-    "max_subscriptions",
-    "max_transactions",
-    "max_transaction_frames",
-    "max_pending_acks",
-    "outbound_buffer_size",
-    "inbound_buffer_size",
-    "admission_limit",
-)
-_POSITIVE_NUMBERS = (
-    "heartbeat_grace",
-    "connect_timeout",
-    "send_timeout",
-    "touch_interval",
-    "revalidate_interval",
-    "group_refresh_interval",
-    "layer_timeout",
-    "drain_window",
-)
+    "max_frame_size max_header_count max_header_length max_subscriptions max_transactions max_transaction_frames "
+    "max_pending_acks outbound_buffer_size inbound_buffer_size admission_limit"
+).split()
+_POSITIVE_SECONDS = (
+    "heartbeat_grace connect_timeout send_timeout touch_interval revalidate_interval group_refresh_interval "
+    "layer_timeout drain_window"
+).split()
+_RULES: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_POSITIVE_INTS, _positive_int),
+    **dict.fromkeys(_POSITIVE_SECONDS, _positive_seconds),
+    **dict.fromkeys(("allow_anonymous", "client_send_to_topics", "csrf_check", "drain_on_signals"), _boolean),
+    **dict.fromkeys(("topic_prefix", "user_prefix", "app_prefix"), _prefix),
+    "broker_prefixes": _prefixes,
+    "session_destination": _destination,
+    "heartbeat": _heartbeat,
+    "expiry_notice": _expiry_notice,
+    "activity": _activity,
+    "authorize": _authorize,
+    "channel_layer": _alias,
+    "handler_modules": _modules,
+}
 
 
-def build_config(raw: dict[str, Any] | None) -> Config:
-    """Validate a ``STOMP_PUSH`` dict and return the :class:`Config`; raises ImproperlyConfigured."""
-    raw = dict(raw or {})
-    known = {f.name for f in dataclasses.fields(Config)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.lower()
-        if name not in known:
-            raise ImproperlyConfigured(f"STOMP_PUSH[{key!r}] is not a setting of django-stomp-push")
-        values[name] = value
-    if "heartbeat" in values:
-        hb = values["heartbeat"]
-        if not (isinstance(hb, (tuple, list)) and len(hb) == 2 and all(_is_int(v) and v >= 0 for v in hb)):
-            raise ImproperlyConfigured("STOMP_PUSH['HEARTBEAT'] must be a pair of milliseconds (send, receive) >= 0")
-        values["heartbeat"] = (int(hb[0]), int(hb[1]))
-    for name in _POSITIVE_INTS:
-        if name in values and not (_is_int(values[name]) and values[name] > 0):
-            raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must be a positive integer")
-    for name in _POSITIVE_NUMBERS:
-        if name in values and not (_is_number(values[name]) and values[name] > 0):
-            raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must be a positive number of seconds")
-    notice = values.get("expiry_notice")
-    if notice is not None and not (_is_number(notice) and notice > 0):
-        raise ImproperlyConfigured("STOMP_PUSH['EXPIRY_NOTICE'] must be None or a positive number of seconds")
-    if values.get("activity", "none") not in ACTIVITY_POLICIES:
-        raise ImproperlyConfigured(f"STOMP_PUSH['ACTIVITY'] must be one of {', '.join(ACTIVITY_POLICIES)}")
-    for name in ("topic_prefix", "user_prefix", "app_prefix"):
-        value = values.get(name)
-        if value is not None and not (isinstance(value, str) and value.startswith("/") and value.endswith("/")):
-            raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must start and end with '/'")
-    destination = values.get("session_destination", Config.session_destination)
-    user_prefix = values.get("user_prefix", Config.user_prefix)
-    if not (isinstance(destination, str) and destination.startswith(user_prefix)):
-        raise ImproperlyConfigured(f"STOMP_PUSH['SESSION_DESTINATION'] must start with {user_prefix!r}")
-    for name in ("allow_anonymous", "client_send_to_topics", "csrf_check", "drain_on_signals"):
-        if name in values and not isinstance(values[name], bool):
-            raise ImproperlyConfigured(f"STOMP_PUSH[{name.upper()!r}] must be True or False")
-    authorize = values.get("authorize")
-    if authorize is not None and not (isinstance(authorize, str) and authorize):
-        raise ImproperlyConfigured("STOMP_PUSH['AUTHORIZE'] must be None or the dotted path of a function")
-    if "channel_layer" in values and not (isinstance(values["channel_layer"], str) and values["channel_layer"]):
-        raise ImproperlyConfigured("STOMP_PUSH['CHANNEL_LAYER'] must be the alias of a CHANNEL_LAYERS entry")
-    if "handler_modules" in values:
-        modules = values["handler_modules"]
-        # A bare string would be split into one-letter module names.
-        if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
-            raise ImproperlyConfigured("STOMP_PUSH['HANDLER_MODULES'] must be a list of dotted module paths")
-        values["handler_modules"] = tuple(modules)
+def build_config(raw: Any) -> Config:
+    """Validate a ``STOMP_PUSH`` value and return the :class:`Config`; :class:`SettingsError` (an
+    ImproperlyConfigured) lists every invalid key at once."""
+    values, errors = validate(raw)
+    if errors:
+        raise SettingsError(errors)
     return Config(**values)
+
+
+def validate(raw: Any) -> tuple[dict[str, Any], list[str]]:
+    """(the valid values by field name, one message per invalid key) of a ``STOMP_PUSH`` value.
+
+    The valid values make a :class:`Config` even when other keys are invalid: the system checks go on with them.
+    """
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        return {}, [f"STOMP_PUSH must be a dict of settings, not {type(raw).__name__}"]
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}  # by key, upper-case
+    given: set[str] = set()
+    for key, value in raw.items():
+        name = key.lower() if isinstance(key, str) else None
+        if name is None or name not in _RULES:
+            errors[str(key).upper()] = f"STOMP_PUSH[{key!r}] is not a setting of django-stomp-push"
+            continue
+        given.add(name)
+        try:
+            values[name] = _RULES[name](value)
+        except _Invalid as reason:
+            errors[name.upper()] = f"STOMP_PUSH[{name.upper()!r}] {reason}"
+    _check_destinations(values, given, errors)
+    return values, list(errors.values())
+
+
+def _check_destinations(values: dict[str, Any], given: set[str], errors: dict[str, str]) -> None:
+    """The rules between keys: BROKER_PREFIXES or its deprecated form TOPIC_PREFIX, no overlapping prefixes, a
+    session destination under the user prefix. A key found invalid here leaves ``values``."""
+
+    def bad(name: str, reason: str) -> None:
+        errors[name.upper()] = f"STOMP_PUSH[{name.upper()!r}] {reason}"
+        values.pop(name, None)
+
+    if "topic_prefix" in given and "broker_prefixes" in given:
+        bad("topic_prefix", "is the deprecated one-prefix form of BROKER_PREFIXES: set only BROKER_PREFIXES")
+    elif "topic_prefix" in values:
+        values["broker_prefixes"] = (values["topic_prefix"],)
+    brokers_key = "broker_prefixes" if "broker_prefixes" in given or "topic_prefix" not in given else "topic_prefix"
+    if brokers_key.upper() in errors:
+        values.pop("broker_prefixes", None)
+    user = values.get("user_prefix", Config.user_prefix)
+    app = values.get("app_prefix", Config.app_prefix)
+    others = {
+        name: prefix for name, prefix in (("user_prefix", user), ("app_prefix", app)) if name.upper() not in errors
+    }
+    if len(others) == 2 and _overlap(user, app):
+        bad("app_prefix", f"({app!r}) overlaps USER_PREFIX ({user!r}): a destination would have two meanings")
+        others.pop("app_prefix")
+    if brokers_key.upper() not in errors:
+        brokers = values.get("broker_prefixes", Config.broker_prefixes)
+        clashes: list[tuple[str, str, str | None]] = [
+            (a, b, None) for i, a in enumerate(brokers) for b in brokers[i + 1 :] if _overlap(a, b)
+        ]
+        clashes += [(a, prefix, name) for a in brokers for name, prefix in others.items() if _overlap(a, prefix)]
+        blamed: dict[str, list[str]] = {}
+        for a, b, other in clashes:
+            # The key the project set takes the blame; between two broker prefixes, the broker setting.
+            name = brokers_key if other is None or brokers_key in given else other
+            label = brokers_key.upper()
+            blamed.setdefault(name, []).append(f"{a!r} ({label}) and {b!r} ({(other or label).upper()})")
+        for name, pairs in blamed.items():
+            bad(name, "has prefixes that overlap: " + "; ".join(pairs) + " (no prefix may start with another)")
+            if name == brokers_key:
+                values.pop("broker_prefixes", None)
+    if "broker_prefixes" in values:
+        values["topic_prefix"] = values["broker_prefixes"][0]
+    else:
+        values.pop("topic_prefix", None)
+    destination = values.get("session_destination", Config.session_destination)
+    if "USER_PREFIX" not in errors and "SESSION_DESTINATION" not in errors and not destination.startswith(user):
+        bad("session_destination", f"must start with {user!r} (USER_PREFIX)")
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether a destination could be under both prefixes."""
+    return a.startswith(b) or b.startswith(a)
 
 
 def _is_int(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """Destinations: what a destination string means, which channel-layer group carries it, who may use it.
 
-- ``/topic/...``: broadcast to every subscriber on every server.
+- ``/topic/...`` (each of the ``BROKER_PREFIXES``, such as ``/queue/`` too): broadcast to every subscriber on
+  every server, like Spring's simple broker.
 - ``/user/...``: a client subscribes to ``/user/queue/x`` and gets what the server sends to *its own user's*
   ``/queue/x`` (:func:`~django_stomp_push.push_to_user`). The user is never part of the string the client
   sends, so no crafted destination can name another user.
@@ -44,16 +45,20 @@ def classify(destination: str, config: Config | None = None) -> Kind:
     config = config or get_config()
     if not destination or len(destination) > 1024:
         raise DestinationError("a destination must be 1 to 1024 characters long")
-    for prefix, kind in (
-        (config.topic_prefix, Kind.TOPIC),
-        (config.user_prefix, Kind.USER),
-        (config.app_prefix, Kind.APP),
-    ):
-        if destination.startswith(prefix) and len(destination) > len(prefix):
-            return kind
-    raise DestinationError(
-        f"{destination!r} is not under {config.topic_prefix}, {config.user_prefix} or {config.app_prefix}"
-    )
+    # No prefix starts with another (conf.py checks it), so the order does not matter.
+    if destination.startswith(config.user_prefix):
+        kind = Kind.USER
+        prefix = config.user_prefix
+    elif destination.startswith(config.app_prefix):
+        kind = Kind.APP
+        prefix = config.app_prefix
+    else:
+        prefix = next((p for p in config.broker_prefixes if destination.startswith(p)), "")
+        kind = Kind.TOPIC
+    if prefix and len(destination) > len(prefix):
+        return kind
+    served = ", ".join((*config.broker_prefixes, config.user_prefix, config.app_prefix))
+    raise DestinationError(f"{destination!r} is not under one of {served}")
 
 
 def user_destination(destination: str, config: Config | None = None) -> str:
@@ -71,7 +76,7 @@ def _group_key(secret: str) -> bytes:
     return hashlib.blake2b(secret.encode(), digest_size=32, person=b"stomp-push-grp").digest()
 
 
-def _keyed(data: bytes) -> Any:
+def _keyed(data: bytes) -> hashlib.blake2b:
     """The keyed BLAKE2b state after ``data`` (its ``.copy()`` continues from there without re-keying)."""
     return hashlib.blake2b(data, digest_size=16, key=_group_key(settings.SECRET_KEY))
 
@@ -87,7 +92,7 @@ def _destination_group(destination: str, secret: str) -> str:
 
 
 def destination_group(destination: str) -> str:
-    """Channel-layer group of a ``/topic/`` destination."""
+    """Channel-layer group of a broker (``/topic/``, ``/queue/``, ...) destination."""
     return _destination_group(destination, settings.SECRET_KEY)
 
 

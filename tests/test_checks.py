@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from channels.auth import AuthMiddleware
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.sessions import CookieMiddleware, SessionMiddlewareStack
+from django.conf import settings as django_settings
 from django.core import checks
+from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_stomp_push.checks import check_settings
 from django_stomp_push.consumer import StompConsumer
 from django_stomp_push.redis import layer_config
-from django_stomp_push.routing import websocket_urlpatterns, wrap
+from django_stomp_push.routing import stomp_application, websocket_urlpatterns, wrap
 
 # ASGI applications for ASGI_APPLICATION = "tests.test_checks.<name>".
 bare_router = ProtocolTypeRouter({"websocket": URLRouter(websocket_urlpatterns())})
@@ -23,6 +28,33 @@ auth_without_session = ProtocolTypeRouter(
     {"websocket": CookieMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns())))}
 )
 wrapped_router = ProtocolTypeRouter({"websocket": wrap(URLRouter(websocket_urlpatterns()))})
+http_only = get_asgi_application()
+router_without_websocket = ProtocolTypeRouter({"http": http_only})
+no_consumer = ProtocolTypeRouter({"http": http_only, "websocket": wrap(URLRouter([]))})
+
+
+class Opaque:
+    """ASGI middleware that keeps its application where no check can look."""
+
+    def __init__(self, app):
+        self._hidden = {"app": app}
+
+    async def __call__(self, scope, receive, send):
+        await self._hidden["app"](scope, receive, send)
+
+
+hidden_consumer = ProtocolTypeRouter({"websocket": Opaque(wrap(URLRouter(websocket_urlpatterns())))})
+
+
+def with_logging(app):
+    async def wrapped(scope, receive, send):
+        return await app(scope, receive, send)
+
+    return wrapped
+
+
+bare_behind_a_function = with_logging(bare_router)
+wrapped_behind_a_function = with_logging(wrapped_router)
 
 REDIS_WITH_DEFAULTS = {
     "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://localhost:6379"]}}
@@ -62,6 +94,25 @@ def test_e001_reports_an_invalid_setting_by_its_key(settings, key):
     assert set(found) == {"stomp_push.E001"}
     assert key in found["stomp_push.E001"].msg
     assert found["stomp_push.E001"].level == checks.ERROR
+
+
+def test_e001_reports_each_invalid_key_as_its_own_error():
+    found = [m for m in check(STOMP_PUSH={"HEARTBEAT": "fast", "MAX_FRAME_SIZE": 0, "CONNECT_TIMEOUT": 3})]
+    assert [m.id for m in found] == ["stomp_push.E001", "stomp_push.E001"]
+    assert "'HEARTBEAT'" in found[0].msg and "MAX_FRAME_SIZE" not in found[0].msg
+    assert "'MAX_FRAME_SIZE'" in found[1].msg
+
+
+@pytest.mark.parametrize(("value", "kind"), [(["HEARTBEAT"], "list"), ("HEARTBEAT", "str")])
+def test_e001_names_the_type_of_a_stomp_push_that_is_not_a_dict(value, kind):
+    found = check(STOMP_PUSH=value)
+    assert [m.id for m in found] == ["stomp_push.E001"]
+    assert found[0].msg == f"STOMP_PUSH must be a dict of settings, not {kind}"
+
+
+def test_the_other_checks_go_on_with_the_valid_keys():
+    found = messages(STOMP_PUSH={"HEARTBEAT": "fast", "AUTHORIZE": "no.such.module.authorize"})
+    assert {"stomp_push.E001", "stomp_push.E004"} <= set(found)
 
 
 # -- W001 ----------------------------------------------------------------------------------------------------
@@ -166,3 +217,140 @@ def test_w006_warns_about_an_activity_policy_the_session_engine_cannot_honour():
         SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies", STOMP_PUSH={"ACTIVITY": "frames"}
     )
     assert "stomp_push.W006" in found
+
+
+# -- E005, W009, W010: what serves the endpoint ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "what"), [("http_only", "Django's ASGI handler"), ("router_without_websocket", "router")]
+)
+def test_e005_reports_an_asgi_application_that_serves_no_websocket(app, what):
+    found = messages(ASGI_APPLICATION="tests.test_checks." + app)
+    assert found["stomp_push.E005"].level == checks.ERROR
+    assert what in found["stomp_push.E005"].msg
+    assert "stomp_application()" in found["stomp_push.E005"].hint
+    assert "stomp_push.W010" not in found
+
+
+@pytest.mark.parametrize("app", ["no_consumer", "hidden_consumer"])
+def test_w010_warns_when_no_stomp_consumer_can_be_found(app):
+    found = messages(ASGI_APPLICATION="tests.test_checks." + app)
+    assert found["stomp_push.W010"].level == checks.WARNING  # a wrapper of the project's may hide it
+    assert "SILENCED_SYSTEM_CHECKS" in found["stomp_push.W010"].hint
+    assert "stomp_push.E005" not in found
+
+
+def test_the_consumer_is_found_behind_a_function_wrapper():
+    assert "stomp_push.W003" in messages(ASGI_APPLICATION="tests.test_checks.bare_behind_a_function")
+    assert messages(ASGI_APPLICATION="tests.test_checks.wrapped_behind_a_function") == {}
+
+
+@pytest.mark.parametrize("app", ["testproject.asgi.application", "tests.test_checks.wrapped_router"])
+def test_w010_stays_quiet_for_a_mounted_consumer(app):
+    assert "stomp_push.W010" not in messages(ASGI_APPLICATION=app)
+
+
+def test_w009_warns_when_asgi_application_is_not_set():
+    found = messages(ASGI_APPLICATION=None)
+    assert "stomp_push.W009" in found
+    assert "stomp_application()" in found["stomp_push.W009"].hint
+
+
+# -- W007, W008: runserver ---------------------------------------------------------------------------------------
+
+
+def without(*names: str) -> list[str]:
+    return [app for app in django_settings.INSTALLED_APPS if app not in names]
+
+
+def test_w008_warns_when_runserver_would_be_djangos_wsgi_server():
+    found = messages(INSTALLED_APPS=without("daphne"))
+    assert "'daphne' first" in found["stomp_push.W008"].hint
+
+
+def test_w008_stays_quiet_without_debug_or_asgi_application():
+    assert "stomp_push.W008" not in messages(INSTALLED_APPS=without("daphne"), DEBUG=False)
+    assert "stomp_push.W008" not in messages(INSTALLED_APPS=without("daphne"), ASGI_APPLICATION=None)
+
+
+def test_w007_warns_when_daphne_is_not_first():
+    found = messages(INSTALLED_APPS=[*without("daphne"), "daphne"])
+    assert set(found) & {"stomp_push.W007", "stomp_push.W008"} == {"stomp_push.W007"}
+
+
+# -- E006: the session model -------------------------------------------------------------------------------------
+
+
+def test_e006_reports_a_session_engine_whose_model_is_not_installed():
+    found = messages(INSTALLED_APPS=without("django.contrib.sessions", "django.contrib.admin"))
+    assert "'django.contrib.sessions' is not in INSTALLED_APPS" in found["stomp_push.E006"].msg
+    assert found["stomp_push.E006"].level == checks.ERROR
+
+
+@pytest.mark.parametrize("engine", ["cache", "file", "signed_cookies"])
+def test_e006_stays_quiet_for_engines_without_a_model(engine):
+    found = messages(
+        INSTALLED_APPS=without("django.contrib.sessions", "django.contrib.admin"),
+        SESSION_ENGINE="django.contrib.sessions.backends." + engine,
+    )
+    assert "stomp_push.E006" not in found
+
+
+# -- E007: handler modules -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [
+        ("tests.no_such_handlers", "No module named 'tests.no_such_handlers'"),
+        ("tests.broken_handlers", "No module named 'django_stomp_push_tests_missing_dependency'"),
+    ],
+)
+def test_e007_names_a_handler_module_that_cannot_be_imported_and_why(module, error):
+    found = [m for m in check(STOMP_PUSH={"HANDLER_MODULES": ["demo.stomp", module]}) if m.id == "stomp_push.E007"]
+    assert len(found) == 1
+    assert repr(module) in found[0].msg and error in found[0].msg
+
+
+# -- W011: the deprecated TOPIC_PREFIX -----------------------------------------------------------------------------
+
+
+def test_w011_asks_for_broker_prefixes_instead_of_topic_prefix():
+    found = messages(STOMP_PUSH={"topic_prefix": "/exchange/"})
+    assert set(found) == {"stomp_push.W011"}
+    assert "BROKER_PREFIXES'] = ['/exchange/']" in found["stomp_push.W011"].hint
+
+
+# -- fail fast: building the ASGI application --------------------------------------------------------------------
+
+BROKEN = {"HEARTBEAT": "fast", "CHANNEL_LAYER": "nope", "HANDLER_MODULES": ["tests.no_such_handlers"]}
+
+
+@pytest.mark.parametrize("build", [lambda: wrap(URLRouter(websocket_urlpatterns())), stomp_application])
+def test_building_the_application_raises_every_error_with_its_id(build):
+    with override_settings(STOMP_PUSH=BROKEN), pytest.raises(ImproperlyConfigured) as raised:
+        build()
+    text = str(raised.value)
+    for id_ in ("stomp_push.E001", "stomp_push.E002", "stomp_push.E007"):
+        assert id_ in text
+    assert "HEARTBEAT" in text and "'nope'" in text and "tests.no_such_handlers" in text
+    assert "manage.py check" in text
+
+
+def test_warnings_and_silenced_errors_do_not_stop_the_application():
+    settings = {"STOMP_PUSH": {"CHANNEL_LAYER": "nope"}, "SILENCED_SYSTEM_CHECKS": ["stomp_push.E002"]}
+    with override_settings(SESSION_COOKIE_AGE=1, **settings):
+        wrap(URLRouter(websocket_urlpatterns()))
+    with override_settings(STOMP_PUSH={"CHANNEL_LAYER": "nope"}), pytest.raises(ImproperlyConfigured):
+        wrap(URLRouter(websocket_urlpatterns()))
+
+
+def test_the_check_imports_an_asgi_module_with_errors_and_reports_them_as_messages(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tests.asgi_for_checks", raising=False)
+    found = check(ASGI_APPLICATION="tests.asgi_for_checks.application", STOMP_PUSH=BROKEN)
+    ids = [m.id for m in found]
+    assert {"stomp_push.E001", "stomp_push.E002", "stomp_push.E007"} <= set(ids)
+    assert len(ids) == len(set(ids))  # each once: the import raised nothing that was reported again
+    assert "tests.asgi_for_checks" in sys.modules  # imported, so its application was looked at
+    assert not {"stomp_push.W003", "stomp_push.W010", "stomp_push.E005"} & set(ids)

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_stomp_push.conf import Config, build_config, get_config
+from django_stomp_push.conf import Config, SettingsError, build_config, get_config, validate
 from django_stomp_push.stomp import Limits
 
 
@@ -104,6 +104,19 @@ BAD_VALUES = [
     ("HANDLER_MODULES", "demo.stomp"),
     ("HANDLER_MODULES", [1]),
     ("HANDLER_MODULES", None),
+    ("BROKER_PREFIXES", "/topic/"),  # a string, not a list
+    ("BROKER_PREFIXES", []),
+    ("BROKER_PREFIXES", None),
+    ("BROKER_PREFIXES", ["/queue"]),
+    ("BROKER_PREFIXES", ["/"]),
+    ("BROKER_PREFIXES", ["/topic/", 5]),
+    ("BROKER_PREFIXES", ["/topic/", "/topic/"]),
+    ("BROKER_PREFIXES", ["/topic/", "/topic/live/"]),
+    ("BROKER_PREFIXES", ["/topic/", "/user/"]),
+    ("BROKER_PREFIXES", ["/app/rpc/"]),
+    ("USER_PREFIX", "/topic/"),  # overlaps the default broker prefix
+    ("APP_PREFIX", "/user/"),
+    ("APP_PREFIX", "/user/app/"),
 ]
 
 
@@ -132,3 +145,78 @@ def test_get_config_raises_for_bad_settings():
     with override_settings(STOMP_PUSH={"CONNECT_TIMEOUT": -3}):
         with pytest.raises(ImproperlyConfigured, match="CONNECT_TIMEOUT"):
             get_config()
+
+
+# -- every error at once -------------------------------------------------------------------------------------
+
+
+def test_every_bad_key_is_reported_at_once():
+    with pytest.raises(SettingsError) as raised:
+        build_config({"HEARTBEAT": "fast", "MAX_FRAME_SIZE": 0, "NO_SUCH_SETTING": 1, "CONNECT_TIMEOUT": 5})
+    assert isinstance(raised.value, ImproperlyConfigured)
+    assert len(raised.value.errors) == 3
+    for key in ("HEARTBEAT", "MAX_FRAME_SIZE", "NO_SUCH_SETTING"):
+        assert f"STOMP_PUSH['{key}']" in str(raised.value)
+    assert "CONNECT_TIMEOUT" not in str(raised.value)
+
+
+def test_the_valid_keys_survive_the_invalid_ones():
+    values, errors = validate({"HEARTBEAT": "fast", "CONNECT_TIMEOUT": 5, "BROKER_PREFIXES": ["/queue/"]})
+    assert len(errors) == 1
+    assert Config(**values) == Config(connect_timeout=5, broker_prefixes=("/queue/",), topic_prefix="/queue/")
+
+
+@pytest.mark.parametrize(("raw", "kind"), [(["HEARTBEAT"], "list"), ("HEARTBEAT=1", "str"), (42, "int")])
+def test_a_stomp_push_that_is_not_a_dict_is_named_by_its_type(raw, kind):
+    with pytest.raises(ImproperlyConfigured, match=f"STOMP_PUSH must be a dict of settings, not {kind}"):
+        build_config(raw)
+    with override_settings(STOMP_PUSH=raw):
+        with pytest.raises(ImproperlyConfigured, match=f"not {kind}"):
+            get_config()
+
+
+def test_a_key_that_is_not_a_string_is_an_error_not_a_traceback():
+    with pytest.raises(ImproperlyConfigured, match="STOMP_PUSH\\[1\\] is not a setting"):
+        build_config({1: 2})
+
+
+# -- broker prefixes -----------------------------------------------------------------------------------------
+
+
+def test_broker_prefixes_default_to_topic():
+    assert Config().broker_prefixes == ("/topic/",)
+    assert build_config({}).broker_prefixes == ("/topic/",)
+
+
+def test_broker_prefixes_become_a_tuple_whose_first_entry_is_the_topic_prefix():
+    config = build_config({"BROKER_PREFIXES": ["/topic/", "/queue/"]})
+    assert config.broker_prefixes == ("/topic/", "/queue/")
+    assert config.topic_prefix == "/topic/"
+
+
+def test_the_deprecated_topic_prefix_is_a_one_prefix_broker_list():
+    config = build_config({"TOPIC_PREFIX": "/exchange/"})
+    assert config.broker_prefixes == ("/exchange/",)
+    assert config.topic_prefix == "/exchange/"
+
+
+def test_topic_prefix_and_broker_prefixes_cannot_both_be_set():
+    with pytest.raises(ImproperlyConfigured, match=r"TOPIC_PREFIX.*set only BROKER_PREFIXES"):
+        build_config({"TOPIC_PREFIX": "/topic/", "BROKER_PREFIXES": ["/topic/", "/queue/"]})
+
+
+def test_an_overlap_names_both_prefixes_and_their_settings():
+    with pytest.raises(ImproperlyConfigured) as raised:
+        build_config({"BROKER_PREFIXES": ["/queue/", "/user/"]})
+    assert "'/user/' (BROKER_PREFIXES) and '/user/' (USER_PREFIX)" in str(raised.value)
+
+
+def test_a_broker_prefix_may_look_like_the_end_of_a_user_destination():
+    # /user/queue/x starts with /user/, not /queue/: the two prefixes do not overlap.
+    config = build_config({"BROKER_PREFIXES": ["/topic/", "/queue/"], "SESSION_DESTINATION": "/user/queue/s"})
+    assert config.user_prefix == "/user/"
+
+
+def test_other_prefixes_move_with_user_and_app_prefixes():
+    config = build_config({"BROKER_PREFIXES": ["/user/"], "USER_PREFIX": "/me/", "SESSION_DESTINATION": "/me/s"})
+    assert (config.broker_prefixes, config.user_prefix) == (("/user/",), "/me/")

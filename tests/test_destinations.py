@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import override_settings
 
-from django_stomp_push import apush_to_user
+from django_stomp_push import apush, apush_to_user
 from django_stomp_push.destinations import (
     DestinationError,
     Kind,
@@ -23,7 +23,14 @@ from django_stomp_push.destinations import (
     user_hash,
 )
 from django_stomp_push.hub import get_hub
-from tests.test_consumer import connected, sign_in, stomp_settings, subscribe
+from tests.test_consumer import (
+    POLICY_VIOLATION,
+    connected,
+    expect_error,
+    sign_in,
+    stomp_settings,
+    subscribe,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,6 +70,36 @@ def test_prefixes_come_from_the_settings():
         assert classify("/rpc/x") is Kind.APP
         with pytest.raises(DestinationError):
             classify("/topic/x")
+
+
+BROKERS = ("/topic/", "/queue/")
+
+
+@pytest.mark.parametrize(
+    ("destination", "kind"),
+    [
+        ("/topic/prices", Kind.TOPIC),
+        ("/queue/orders", Kind.TOPIC),
+        ("/queue/a/b", Kind.TOPIC),
+        ("/user/queue/orders", Kind.USER),  # a user destination still, though /queue/ is a broker prefix
+        ("/user/topic/x", Kind.USER),
+        ("/app/echo", Kind.APP),
+    ],
+)
+def test_each_broker_prefix_is_served_with_topic_semantics(destination, kind):
+    with stomp_settings(broker_prefixes=BROKERS):
+        assert classify(destination) is kind
+
+
+@pytest.mark.parametrize("destination", ["/queue/", "/queues/x", "/exchange/x", "queue/x"])
+def test_destinations_outside_every_broker_prefix_are_still_refused(destination):
+    with stomp_settings(broker_prefixes=BROKERS):
+        with pytest.raises(DestinationError, match="/topic/, /queue/, /user/, /app/"):
+            classify(destination)
+
+
+def test_each_broker_destination_has_its_own_group():
+    assert destination_group("/queue/x") != destination_group("/topic/x")
 
 
 def test_a_destination_error_is_a_value_error():
@@ -248,3 +285,47 @@ async def test_the_hooks_answer_decides(alice, hook):
     with stomp_settings(authorize="tests.test_destinations." + hook):
         assert await authorize(alice, "subscribe", "/topic/news") is True
         assert await authorize(alice, "send", "/topic/sports") is False
+
+
+# -- broker prefixes on a connection -------------------------------------------------------------------------
+
+
+def deny_private_queues(user, action, destination):
+    return not destination.startswith("/queue/private/")
+
+
+async def test_a_queue_destination_receives_pushes_and_the_hook_guards_it(alice, login):
+    hook = "tests.test_destinations.deny_private_queues"
+    with stomp_settings(broker_prefixes=BROKERS, authorize=hook):
+        client = await connected(await sign_in(alice, login))
+        await subscribe(client, "/queue/orders", "q")
+        await subscribe(client, "/topic/orders", "t")
+        await apush("/queue/orders", "to the queue")
+        message = await client.receive()
+        assert (message.headers["destination"], message.headers["subscription"]) == ("/queue/orders", "q")
+        assert message.body == b"to the queue"
+        assert await client.nothing_received()  # the /topic/ destination of the same name is another one
+        await client.send("SUBSCRIBE", {"id": "p", "destination": "/queue/private/alice"})
+        await expect_error(client, "access denied to /queue/private/alice", POLICY_VIOLATION)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+async def test_client_send_to_topics_covers_every_broker_prefix(alice, login, allowed):
+    with stomp_settings(broker_prefixes=BROKERS, client_send_to_topics=allowed):
+        client = await connected(await sign_in(alice, login))
+        await subscribe(client, "/queue/chat")
+        await client.send("SEND", {"destination": "/queue/chat", "receipt": "r"}, "hi")
+        if allowed:  # its own MESSAGE may come before the RECEIPT
+            frames = sorted([await client.receive(), await client.receive()], key=lambda f: f.command)
+            assert [(f.command, f.body) for f in frames] == [("MESSAGE", b"hi"), ("RECEIPT", b"")]
+            await client.close()
+        else:
+            error = await expect_error(client, "SEND not allowed to /queue/chat", POLICY_VIOLATION)
+            assert b"CLIENT_SEND_TO_TOPICS" in error.body
+
+
+async def test_a_queue_is_not_served_without_its_broker_prefix(alice, login):
+    client = await connected(await sign_in(alice, login))
+    await client.send("SUBSCRIBE", {"id": "q", "destination": "/queue/orders"})
+    error = await expect_error(client, "unknown destination /queue/orders", POLICY_VIOLATION)
+    assert b"/topic/" in error.body
