@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from .close_reasons import SESSION_ENDED
 from .conf import get_config
 from .destinations import HUBS_GROUP, destination_group, session_group, user_group
 from .layer_messages import END_SESSIONS, HUB_CHANNEL_PREFIX, SESSIONS_SWEPT, TOPIC_MESSAGE, USER_MESSAGE
@@ -101,7 +102,14 @@ class Hub:
         self._watch()
 
     def _listener(self) -> Listener:
-        return Listener(self.alias, self.layer, self.channel_name, self.groups.rejoin, self.dispatch, self.stats)
+        return Listener(
+            self.alias, self.layer, self.channel_name, self.groups.rejoin, self.dispatch, self.stats, self._recovered
+        )
+
+    def _recovered(self) -> None:
+        """The channel layer is back after an outage: session ends broadcast meanwhile may have been lost, so check
+        every connection's session now (a logout deleted its row) instead of at their next revalidation."""
+        self.sweep_noticed(SESSION_ENDED)
 
     def _watch(self) -> None:
         """Every fraction of SEND_TIMEOUT, let each connection check that its current send is not stuck.
@@ -268,7 +276,7 @@ class Hub:
         while True:
             self.stats["sweep_checks"] += 1
             await self.end_swept_sessions(reason)
-            reason, self._sweep_again = self._sweep_again, None
+            reason, self._sweep_again = self._sweep_again, None  # type: ignore[assignment]  # None: done
             if reason is None:
                 return
 

@@ -16,6 +16,8 @@ TOPIC_MESSAGE = "stomp_push.message"
 USER_MESSAGE = "stomp_push.user_message"
 END_SESSIONS = "stomp_push.end_sessions"
 SESSIONS_SWEPT = "stomp_push.sessions_swept"
+#: A hub's message to itself on the pub/sub layer, to learn that the layer delivers (see listener.py).
+PROBE = "stomp_push.probe"
 
 
 def topic_message(destination: str, body: str | bytes, content_type: str, headers: dict[str, str]) -> dict[str, Any]:

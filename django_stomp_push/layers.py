@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from channels import DEFAULT_CHANNEL_LAYER
@@ -35,8 +36,11 @@ def get_layer(alias: str | None = None) -> Any:
         layer = get_channel_layer(alias)
     if layer is None:
         raise _missing(alias)
-    if not getattr(layer, "_stomp_push_prepared", False):
-        capacities = getattr(layer, "channel_capacity", None)
+    # Read through vars(): the pub/sub layer forwards unknown attributes to its per-loop layer, which needs a
+    # running event loop.
+    if not vars(layer).get("_stomp_push_prepared", False):
+        layer._stomp_push_pubsub = f"{type(layer).__module__}.{type(layer).__qualname__}" == PUBSUB_BACKEND
+        capacities = vars(layer).get("channel_capacity")
         if isinstance(capacities, list) and not any(p.match(HUB_CHANNEL_PREFIX + ".x") for p, _ in capacities):
             capacities.insert(0, (_HUB_PATTERN, HUB_CHANNEL_CAPACITY))
         layer._stomp_push_prepared = True
@@ -44,6 +48,7 @@ def get_layer(alias: str | None = None) -> Any:
 
 
 IN_MEMORY_BACKEND = "channels.layers.InMemoryChannelLayer"
+PUBSUB_BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
 def layer_backend(alias: str | None = None) -> str:
@@ -63,6 +68,11 @@ def _missing(alias: str) -> RuntimeError:
         f"django-stomp-push needs a channel layer: CHANNEL_LAYERS has no {alias!r} entry "
         "(see the 'Deployment' page of the docs)"
     )
+
+
+def groups_expire(layer: Any) -> bool:
+    """Does ``layer`` forget group members after a while (channels-redis's core layer: ``group_expiry``)?"""
+    return not vars(layer).get("_stomp_push_pubsub", False) and not is_process_local(layer)
 
 
 def is_process_local(layer: Any) -> bool:
@@ -94,15 +104,49 @@ def local_receivers(alias: str) -> dict[asyncio.AbstractEventLoop, Any]:
 
 async def group_send(group: str, message: dict[str, Any], alias: str | None = None) -> None:
     """Send ``message`` to every hub that joined ``group``, in this process or (channels-redis) any other."""
+    sent = send_in_order(group, message, alias)
+    if sent is not None:
+        await sent
+
+
+def send_in_order(group: str, message: dict[str, Any], alias: str | None = None) -> Awaitable[None] | None:
+    """Start sending ``message`` to ``group`` behind every earlier send of this event loop, without waiting.
+
+    Returns None when the send is done already (in-memory layer), an awaitable that ends once the layer took the
+    message (or raises its error) otherwise. On the pub/sub layer the sends of a loop are pipelined
+    (:mod:`~.pubsub`) and leave in the order they were started, so a caller may start the next one before this one
+    ends; on the core layer the awaitable is the layer's ``group_send`` itself, which must be awaited before the
+    next one starts for the order to hold.
+    """
+    alias = alias or get_config().channel_layer
     layer = get_layer(alias)
     if is_process_local(layer):
         running = asyncio.get_running_loop()
-        for loop, hub in local_receivers(alias or get_config().channel_layer).items():
+        for loop, hub in local_receivers(alias).items():
             if not hub.has_joined(group):
                 continue
             if loop is running:
                 hub.dispatch(message)
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(hub.dispatch, message)
-        return
-    await layer.group_send(group, message)
+        return None
+    publisher = _publisher(layer, alias)
+    if publisher is not None:
+        return publisher.group_send(group, message)
+    return layer.group_send(group, message)  # type: ignore[no-any-return]
+
+
+def pipelines(alias: str | None = None) -> bool:
+    """Do the sends of :func:`send_in_order` keep their order without being awaited one by one?"""
+    alias = alias or get_config().channel_layer
+    layer = get_layer(alias)
+    return is_process_local(layer) or _publisher(layer, alias) is not None
+
+
+def _publisher(layer: Any, alias: str) -> Any:
+    """The pipelined publisher of the running loop when ``layer`` is channels-redis's pub/sub layer."""
+    if not vars(layer).get("_stomp_push_pubsub", False):
+        return None
+    from . import pubsub
+
+    return pubsub.publisher(layer, settings.CHANNEL_LAYERS[alias].get("CONFIG") or {})

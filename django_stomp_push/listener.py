@@ -1,5 +1,12 @@
 """The hub's channel-layer listener: one receive loop per process, and its recovery.
 
+After an outage the listener calls ``recovered()``: the hub then checks its connections' sessions at once, so that a
+logout whose broadcast was lost meanwhile closes its connections now rather than at their next revalidation.
+
+channels-redis's pub/sub layer never fails a receive (its own task reconnects, and redis-py subscribes again), so on
+that layer the listener learns of an outage by probing: every :data:`PROBE_INTERVAL` the hub publishes a probe to its
+own channel; one not back within :data:`PROBE_TIMEOUT` starts an outage, the next one back ends it.
+
 channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
 restart, so the listener re-joins every group its hub needs periodically (``GROUP_REFRESH_INTERVAL``) and after
 every channel-layer failure. A restart resets the connection of the receive loop's blocking read, so the loop fails
@@ -17,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .conf import get_config
+from .layer_messages import PROBE
+from .layers import groups_expire
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -24,6 +33,9 @@ logger = logging.getLogger("django_stomp_push")
 RECOVERY_INTERVAL = 0.2
 #: seconds between log lines while the channel layer keeps failing (the first failure is logged at once)
 OUTAGE_LOG_INTERVAL = 60.0
+#: pub/sub layer: seconds between two probes, and how long one may take before the layer counts as failing
+PROBE_INTERVAL = 0.5
+PROBE_TIMEOUT = 2.0
 
 
 class Outage:
@@ -69,6 +81,7 @@ class Listener:
         rejoin: Callable[[], Awaitable[None]],
         dispatch: Callable[[dict[str, Any]], None],
         stats: dict[str, int],
+        recovered: Callable[[], None] = lambda: None,
     ) -> None:
         self.alias = alias
         self.layer = layer
@@ -76,8 +89,14 @@ class Listener:
         self.rejoin = rejoin
         self.dispatch = dispatch
         self.stats = stats
+        self.recovered = recovered
+        self._probe_back = 0  # the last probe that came back
+        self._arrived = asyncio.Event()
 
     async def run(self) -> None:
+        if not groups_expire(self.layer):
+            await self._run_probed()
+            return
         refresh_every = get_config().group_refresh_interval
         loop = asyncio.get_running_loop()
         next_refresh = loop.time() + refresh_every
@@ -95,6 +114,7 @@ class Listener:
                         loop.time() - outage.started,
                     )
                     outage = None
+                    self.recovered()
                 timeout = max(0.1, next_refresh - loop.time())
                 try:
                     message = await asyncio.wait_for(self.layer.receive(self.channel_name), timeout)
@@ -136,3 +156,73 @@ class Listener:
                 # two reads (a dispatch, channels-redis's bookkeeping: well under the time a restart takes)
                 # redis-py would silently reconnect an idle pooled connection to the new, empty Redis.
                 await asyncio.sleep(RECOVERY_INTERVAL)
+
+    # -- channels-redis's pub/sub layer ----------------------------------------------------------------------
+
+    async def _run_probed(self) -> None:
+        """Receive without a timeout (the pub/sub layer unsubscribes a channel whose receive() is cancelled; its
+        subscriptions do not expire), while :meth:`_probe` watches the layer."""
+        probing = asyncio.get_running_loop().create_task(self._probe(), name="django_stomp_push probe")
+        try:
+            while True:
+                message = await self.layer.receive(self.channel_name)
+                if message.get("type") == PROBE:
+                    self._probe_back = max(self._probe_back, int(message.get("seq", 0)))
+                    self._arrived.set()
+                else:
+                    self.dispatch(message)
+        finally:
+            probing.cancel()
+
+    async def _round_trip(self, seq: int) -> None:
+        await self.layer.send(self.channel_name, {"type": PROBE, "seq": seq})
+        while self._probe_back < seq:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        outage: Outage | None = None
+        seq = 0
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            seq += 1
+            error = ""
+            try:
+                await asyncio.wait_for(self._round_trip(seq), PROBE_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except asyncio.TimeoutError:
+                error = "no probe came back"
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if self._probe_back >= seq:
+                if outage is not None:
+                    logger.warning(
+                        "channel layer %r is back after %d failed probes; re-joining groups (%.1fs without it)",
+                        self.alias,
+                        outage.failures,
+                        loop.time() - outage.started,
+                    )
+                    outage = None
+                    await self.rejoin()
+                    self.recovered()
+                continue
+            self.stats["layer_errors"] += 1
+            if outage is None:
+                outage = Outage(loop.time())
+                logger.error(
+                    "django-stomp-push hub: channel layer %r receive failed (%s within %.1fs); pushes and session "
+                    "closes are not delivered to this process until it recovers",
+                    self.alias,
+                    error,
+                    PROBE_TIMEOUT,
+                )
+            elif outage.failed(loop.time()):
+                logger.error(
+                    "django-stomp-push hub: channel layer %r still unreachable after %d probes in %.0fs: %s",
+                    self.alias,
+                    outage.failures,
+                    loop.time() - outage.started,
+                    error,
+                )

@@ -20,6 +20,7 @@ bound them with ``asyncio.timeout()`` where that matters.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from . import layer_messages, sync_layer
@@ -38,7 +39,7 @@ from .destinations import (
     user_group,
     user_hash,
 )
-from .layers import group_send
+from .layers import group_send, send_in_order
 
 #: Headers the server sets on every MESSAGE; a push cannot override them.
 RESERVED_HEADERS = frozenset(
@@ -124,6 +125,35 @@ def session_end_messages(session_keys: list[str], reason: str) -> list[tuple[str
     ]
 
 
+#: The process that logged :func:`_warn_if_local_only`'s warning (once per process, forks included).
+_warned_local_only: int | None = None
+
+
+def _warn_if_local_only(caller: str) -> None:
+    """Warn once per process when a push cannot leave it: the in-memory channel layer and no delivery hub here,
+    as for a push from ``manage.py shell`` or a management command while the server is another process."""
+    global _warned_local_only
+    import logging
+    import os
+
+    from .layers import get_layer, is_process_local, local_receivers
+
+    alias = get_config().channel_layer
+    if _warned_local_only == os.getpid() or not is_process_local(get_layer(alias)) or local_receivers(alias):
+        return
+    _warned_local_only = os.getpid()
+    logging.getLogger("django_stomp_push").warning(
+        "django-stomp-push: %s() reaches only this process: the channel layer %r is the in-memory one "
+        "(channels.layers.InMemoryChannelLayer) and no STOMP connection was made in this process. A server in "
+        "another process (this one being a shell, a management command or a worker) gets none of its pushes. "
+        "Use channels-redis in every process: CHANNEL_LAYERS = {%r: layer_config(REDIS_URL)} with "
+        "django_stomp_push.redis.layer_config. (Logged once per process.)",
+        caller,
+        alias,
+        alias,
+    )
+
+
 async def apush(
     destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
 ) -> None:
@@ -133,6 +163,14 @@ async def apush(
     sets itself, an empty name, or a NUL character in a name or value.
     """
     await group_send(*_topic_push(destination, body, headers, content_type))
+
+
+def start_push(
+    destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
+) -> Awaitable[None] | None:
+    """Start :func:`apush` behind the earlier pushes of this event loop without waiting for it: None when it is
+    done already, else an awaitable that ends when the channel layer took it (see ``layers.send_in_order``)."""
+    return send_in_order(*_topic_push(destination, body, headers, content_type))
 
 
 async def apush_to_user(
@@ -176,14 +214,18 @@ def push(
     the cancel may still arrive, so treat the error as "unknown", not "not delivered". A channel-layer error
     (e.g. ``ConnectionError`` while Redis is down) is raised as it is.
     """
-    sync_layer.send(*_topic_push(destination, body, headers, content_type), caller="push")
+    group, message = _topic_push(destination, body, headers, content_type)
+    _warn_if_local_only("push")
+    sync_layer.send(group, message, caller="push")
 
 
 def push_to_user(
     user: Any, destination: str, body: Any, headers: dict[str, str] | None = None, *, content_type: str | None = None
 ) -> None:
     """Synchronous :func:`apush_to_user`; waits at most ``LAYER_TIMEOUT`` seconds, as :func:`push`."""
-    sync_layer.send(*_user_push(user, destination, body, headers, content_type), caller="push_to_user")
+    group, message = _user_push(user, destination, body, headers, content_type)
+    _warn_if_local_only("push_to_user")
+    sync_layer.send(group, message, caller="push_to_user")
 
 
 def end_session(session_key: str, reason: str = SESSION_ENDED) -> bool:

@@ -26,6 +26,11 @@ from .layer_messages import HUB_CHANNEL_CAPACITY, HUB_CHANNEL_PREFIX
 BLOCKING_READ_SECONDS = 5
 SOCKET_TIMEOUT = 30
 MAX_CONNECTIONS = 1000
+#: ``layer_config(layer=...)``: the channels-redis layer classes.
+LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
 
 
 def _redis_default_socket_timeout() -> float | None:
@@ -54,7 +59,7 @@ def _load_defaults_alone() -> ModuleType | None:
     for location in (spec.submodule_search_locations or []) if spec else []:
         path = os.path.join(location, "_defaults.py")
         if os.path.exists(path):
-            alone = importlib.util.spec_from_file_location("django_stomp_push._redis_defaults", path)
+            alone: Any = importlib.util.spec_from_file_location("django_stomp_push._redis_defaults", path)
             module = importlib.util.module_from_spec(alone)
             alone.loader.exec_module(module)
             return module
@@ -62,28 +67,45 @@ def _load_defaults_alone() -> ModuleType | None:
 
 
 def layer_config(
-    url: str,
+    url: str | list[str],
     *,
+    layer: str = "core",
     capacity: int = 1000,
     expiry: int = 60,
     group_expiry: int = 86400,
     prefix: str = "asgi",
     **host_options: Any,
 ) -> dict[str, Any]:
-    """A ``CHANNEL_LAYERS`` entry for channels-redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
-    host = {
-        "address": url,
-        "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "max_connections": MAX_CONNECTIONS,
-        "health_check_interval": 15,
-        **host_options,
-    }
+    """A ``CHANNEL_LAYERS`` entry for channels-redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+    ``layer="pubsub"`` builds channels-redis's pub/sub layer (``RedisPubSubChannelLayer``): a push costs Redis one
+    PUBLISH whatever the number of server processes (see "Choosing a channel layer" in the deployment docs);
+    ``capacity``, ``expiry`` and ``group_expiry`` belong to the core layer and are not used by it. A list of URLs
+    shards the groups over several Redis servers (each group lives on one of them).
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(map(repr, LAYERS))}, not {layer!r}")
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("layer_config() needs at least one Redis URL")
+    hosts = [
+        {
+            "address": address,
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "max_connections": MAX_CONNECTIONS,
+            "health_check_interval": 15,
+            **host_options,
+        }
+        for address in urls
+    ]
+    if layer == "pubsub":
+        return {"BACKEND": LAYERS[layer], "CONFIG": {"hosts": hosts, "prefix": prefix}}
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": LAYERS[layer],
         "CONFIG": {
-            "hosts": [host],
+            "hosts": hosts,
             "capacity": capacity,
             "expiry": expiry,
             "group_expiry": group_expiry,

@@ -56,6 +56,13 @@ def pytest_runtest_makereport(item, call):
 from tests.servers import daphne_factory, project_factory, redis_server  # noqa: E402, F401
 
 
+@pytest.fixture(params=["core", "pubsub"])
+def redis_layer(request) -> str:
+    """A test that asks for it runs on both channels-redis layers (``layer_config(layer=...)``, the test project's
+    ``REDIS_LAYER``)."""
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _fresh_file_session_storage():
     """Django's file session engine caches SESSION_FILE_PATH on its class: forget it around each test."""

@@ -3,8 +3,11 @@ or a topic, COMMIT carries out a transaction. Each event is carried out on its o
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, cast
 
 from django.contrib.auth.models import AnonymousUser
 
@@ -18,7 +21,8 @@ from ..close_reasons import (
 from ..csrf import token_matches_cookie
 from ..destinations import DestinationError, Kind, authorize, classify, session_hash, user_hash
 from ..hub import Hub, get_hub
-from ..push import RESERVED_HEADERS, apush
+from ..layers import pipelines
+from ..push import RESERVED_HEADERS, start_push
 from ..stomp import (
     Commit,
     Connect,
@@ -27,6 +31,7 @@ from ..stomp import (
     Send,
     StompError,
     Subscribe,
+    Subscription,
     Unsubscribe,
     error_headers,
 )
@@ -38,6 +43,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_stomp_push")
 
+#: SENDs of one connection whose publication may be in flight at once; past it the connection waits for the
+#: oldest (back-pressure on a client sending faster than the channel layer takes).
+MAX_UNCONFIRMED_SENDS = 256
+
 
 class FrameActions:
     """The frame actions of one :class:`~.endpoint.Endpoint`."""
@@ -45,6 +54,8 @@ class FrameActions:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.config = endpoint.config
+        #: SENDs whose publication was started but not yet confirmed by the channel layer (pub/sub layer).
+        self._unconfirmed: deque[asyncio.Future[None]] = deque()
 
     def connect_timed_out(self) -> None:
         if self.endpoint.protocol.state.name == "AWAITING_CONNECT":
@@ -156,15 +167,16 @@ class FrameActions:
     async def _subscribe(self, event: Subscribe) -> None:
         # The subscription this frame created, not the protocol's current one under its id: later frames of the
         # same message may already have ended it and reused the id for another destination.
-        endpoint, subscription = self.endpoint, event.subscription
+        endpoint, subscription = self.endpoint, cast(Subscription, event.subscription)  # set by the protocol
         destination = subscription.destination
         kind = self._kind(destination, event.receipt)
         if kind is None:
             return
         if kind is Kind.APP:
+            served = " or ".join((*self.config.broker_prefixes, self.config.user_prefix))
             self._refuse(
                 "cannot subscribe to " + _short(destination),
-                "application destinations receive SENDs; subscribe to a /topic/ or /user/ destination",
+                f"application destinations receive SENDs; subscribe to a {served} destination",
                 event.receipt,
             )
             return
@@ -176,7 +188,7 @@ class FrameActions:
         if kind is Kind.TOPIC:
             # Listed in topic_subs only once joined: a close meanwhile leaves this one to us, and a failed or
             # cancelled join takes its own registration back.
-            await endpoint.hub.add_subscription(endpoint, subscription)
+            await cast(Hub, endpoint.hub).add_subscription(endpoint, subscription)  # set by CONNECT
             if endpoint.closing:
                 endpoint.hub.remove_subscription(endpoint, subscription)
             else:
@@ -187,7 +199,7 @@ class FrameActions:
                 endpoint.binding.page_subscribed()
 
     def _unsubscribe(self, event: Unsubscribe) -> None:
-        endpoint, subscription = self.endpoint, event.subscription
+        endpoint, subscription = self.endpoint, cast(Subscription, event.subscription)  # set by the protocol
         destination = subscription.destination
         for subs in (endpoint.topic_subs, endpoint.user_subs.get(destination, [])):
             for index, sub in enumerate(subs):
@@ -211,8 +223,8 @@ class FrameActions:
         if kind is Kind.USER or (kind is Kind.TOPIC and not self.config.client_send_to_topics):
             self._refuse(
                 "SEND not allowed to " + _short(destination),
-                "clients may SEND to /app/ destinations"
-                + ("" if kind is Kind.USER else " (set STOMP_PUSH['CLIENT_SEND_TO_TOPICS'] to allow /topic/)"),
+                f"clients may SEND to {self.config.app_prefix} destinations"
+                + ("" if kind is Kind.USER else " (STOMP_PUSH['CLIENT_SEND_TO_TOPICS'] allows the broker prefixes)"),
                 receipt,
             )
             return
@@ -225,12 +237,42 @@ class FrameActions:
             return
         if endpoint.closing or (event.transaction is not None and not authorized):
             return  # held: carried out at COMMIT
-        if found is None:  # a /topic/ destination
+        if found is None:  # a broker destination (/topic/, /queue/, ...)
             headers = {k: v for k, v in event.headers.items() if k not in RESERVED_HEADERS}
-            await apush(destination, _body_of(event), headers, content_type=event.headers.get("content-type"))
+            sent = start_push(destination, _body_of(event), headers, content_type=event.headers.get("content-type"))
+            if sent is None:
+                return
+            if receipt is not None or not pipelines(self.config.channel_layer):
+                await sent  # a RECEIPT says the layer took it; the core layer keeps order only when awaited
+                return
+            await self._pipelined(sent)
             return
         handler, params = found
         await handler.call(handlers.Message(endpoint, event, params))
+
+    async def _pipelined(self, sent: Awaitable[None]) -> None:
+        """Let a SEND's publication go on while the next frames are read (the layer keeps their order), up to
+        :data:`MAX_UNCONFIRMED_SENDS` of them; a failed one closes the connection with 1011, as an awaited one
+        would have."""
+        future = cast("asyncio.Future[None]", sent)  # what the pipelining layers return
+        unconfirmed = self._unconfirmed
+        unconfirmed.append(future)
+        future.add_done_callback(self._send_done)
+        while unconfirmed and unconfirmed[0].done():
+            unconfirmed.popleft()
+        if len(unconfirmed) > MAX_UNCONFIRMED_SENDS:
+            await asyncio.wait([unconfirmed.popleft()])
+
+    def _send_done(self, sent: asyncio.Future[None]) -> None:
+        if sent.cancelled() or sent.exception() is None or self.endpoint.closing:
+            return
+        exc = sent.exception()
+        logger.error(
+            "django-stomp-push: the channel layer failed to take a client's SEND: %s: %s", type(exc).__name__, exc
+        )
+        self.endpoint.close(
+            CLOSE_SERVER_ERROR, "internal server error", "the server failed to pass a SEND on to its subscribers"
+        )
 
     async def _commit(self, event: Commit) -> None:
         """Carry out the transaction's SENDs, in order; each was checked and authorized when it arrived."""

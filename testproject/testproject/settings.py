@@ -62,7 +62,8 @@ DATABASES = {
 if os.environ.get("REDIS_URL"):
     from django_stomp_push.redis import layer_config
 
-    CHANNEL_LAYERS = {"default": layer_config(os.environ["REDIS_URL"])}
+    # REDIS_LAYER: "core" (channels-redis's RedisChannelLayer) or "pubsub" (its RedisPubSubChannelLayer).
+    CHANNEL_LAYERS = {"default": layer_config(os.environ["REDIS_URL"], layer=os.environ.get("REDIS_LAYER", "core"))}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

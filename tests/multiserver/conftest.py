@@ -23,8 +23,8 @@ class TwoServers:
 
 
 @pytest.fixture
-def two_servers(redis_server, project_factory, daphne_factory) -> TwoServers:
-    project = project_factory(redis_server.url)
+def two_servers(redis_server, project_factory, daphne_factory, redis_layer) -> TwoServers:
+    project = project_factory(redis_server.url, REDIS_LAYER=redis_layer)
     return TwoServers(project, daphne_factory(project), daphne_factory(project))
 
 

@@ -47,7 +47,7 @@ def timed(call, *args):
 
 
 def test_a_logout_during_a_redis_hang_returns_at_once_and_its_close_arrives_when_redis_answers(
-    redis_server, project_factory, daphne_factory
+    redis_server, project_factory, daphne_factory, redis_layer
 ):
     settings = {"LAYER_TIMEOUT": LAYER_TIMEOUT, "REVALIDATE_INTERVAL": REVALIDATE_INTERVAL}
     project = project_factory(redis_server.url, STOMP_PUSH_JSON=json.dumps(settings))

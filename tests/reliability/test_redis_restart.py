@@ -18,9 +18,9 @@ REVALIDATE_INTERVAL = 2.0
 
 
 def test_connections_survive_a_redis_restart_and_pushes_and_closes_resume(
-    redis_server, project_factory, daphne_factory
+    redis_server, project_factory, daphne_factory, redis_layer
 ):
-    project = project_factory(redis_server.url)
+    project = project_factory(redis_server.url, REDIS_LAYER=redis_layer)
     server = daphne_factory(
         project,
         STOMP_PUSH_HEARTBEAT="500,0",
@@ -69,7 +69,10 @@ def test_connections_survive_a_redis_restart_and_pushes_and_closes_resume(
         redis_server.start()
         recovered = time.monotonic()
         back = await wait_for_log(
-            server, r"channel layer 'default' is back after (\d+) failed receives; re-joining groups", 15, log_start
+            server,
+            r"channel layer 'default' is back after (\d+) failed (?:receives|probes); re-joining groups",
+            15,
+            log_start,
         )
         print(f"\nhub recovered {time.monotonic() - recovered:.1f}s after Redis restarted ({back.group(1)} failures)")
         await asyncio.to_thread(publish, project, destination, 3)
@@ -116,9 +119,9 @@ WINDOW_BOUND = 1.0
 
 
 def test_pushes_reach_subscribers_again_soon_after_a_redis_restart(
-    redis_server, project_factory, daphne_factory, tmp_path
+    redis_server, project_factory, daphne_factory, redis_layer, tmp_path
 ):
-    project = project_factory(redis_server.url)
+    project = project_factory(redis_server.url, REDIS_LAYER=redis_layer)
     server = daphne_factory(project)
     alice = server.login("alice", DEMO_PASSWORDS["alice"])
     destination = "/topic/restart-window"
