@@ -140,7 +140,13 @@ def pipelines(alias: str | None = None) -> bool:
     """Do the sends of :func:`send_in_order` keep their order without being awaited one by one?"""
     alias = alias or get_config().channel_layer
     layer = get_layer(alias)
-    return is_process_local(layer) or _publisher(layer, alias) is not None
+    if is_process_local(layer):
+        return True
+    if not vars(layer).get("_stomp_push_pubsub", False):
+        return False
+    from . import pubsub
+
+    return pubsub.supported(layer, _config_of(alias))
 
 
 def _publisher(layer: Any, alias: str) -> Any:
@@ -149,4 +155,19 @@ def _publisher(layer: Any, alias: str) -> Any:
         return None
     from . import pubsub
 
-    return pubsub.publisher(layer, settings.CHANNEL_LAYERS[alias].get("CONFIG") or {})
+    return pubsub.publisher(layer, _config_of(alias))
+
+
+def sync_publisher(alias: str | None, timeout: float) -> Any:
+    """The pub/sub layer's publisher for synchronous callers (:class:`~.pubsub.SyncPublisher`), or None."""
+    alias = alias or get_config().channel_layer
+    layer = get_layer(alias)
+    if not vars(layer).get("_stomp_push_pubsub", False):
+        return None
+    from . import pubsub
+
+    return pubsub.sync_publisher(layer, _config_of(alias), timeout)
+
+
+def _config_of(alias: str) -> dict[str, Any]:
+    return dict(settings.CHANNEL_LAYERS[alias].get("CONFIG") or {})

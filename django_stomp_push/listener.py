@@ -174,29 +174,35 @@ class Listener:
         finally:
             probing.cancel()
 
-    async def _round_trip(self, seq: int) -> None:
+    async def _round_trip(self, seq: int, since: int) -> None:
+        """Send probe ``seq``; return once any probe after ``since`` came back."""
         await self.layer.send(self.channel_name, {"type": PROBE, "seq": seq})
-        while self._probe_back < seq:
+        while self._probe_back <= since:
             self._arrived.clear()
             await self._arrived.wait()
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()
         outage: Outage | None = None
-        seq = 0
+        seq = before_outage = 0
         while True:
-            await asyncio.sleep(PROBE_INTERVAL)
+            # During an outage a probe goes out every RECOVERY_INTERVAL and any of them coming back ends it: one
+            # sent before the layer had subscribed again is lost, and waiting for it would hide the recovery.
+            await asyncio.sleep(PROBE_INTERVAL if outage is None else RECOVERY_INTERVAL)
             seq += 1
+            since = seq - 1 if outage is None else before_outage
             error = ""
             try:
-                await asyncio.wait_for(self._round_trip(seq), PROBE_TIMEOUT)
+                await asyncio.wait_for(
+                    self._round_trip(seq, since), PROBE_TIMEOUT if outage is None else RECOVERY_INTERVAL
+                )
             except asyncio.CancelledError:
                 raise
             except asyncio.TimeoutError:
                 error = "no probe came back"
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            if self._probe_back >= seq:
+            if self._probe_back > since:
                 if outage is not None:
                     logger.warning(
                         "channel layer %r is back after %d failed probes; re-joining groups (%.1fs without it)",
@@ -210,7 +216,7 @@ class Listener:
                 continue
             self.stats["layer_errors"] += 1
             if outage is None:
-                outage = Outage(loop.time())
+                outage, before_outage = Outage(loop.time()), seq - 1
                 logger.error(
                     "django-stomp-push hub: channel layer %r receive failed (%s within %.1fs); pushes and session "
                     "closes are not delivered to this process until it recovers",

@@ -27,6 +27,11 @@ import weakref
 from collections import deque
 from typing import Any
 
+import redis
+from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
+from redis import asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeout
+
 logger = logging.getLogger("django_stomp_push")
 
 BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
@@ -34,6 +39,14 @@ BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
 VERIFIED = ("4.2", "4.3")
 #: PUBLISH commands per pipeline at most (a huge burst leaves in several round trips, not one giant one).
 MAX_BATCH = 512
+
+
+def unverified_version() -> str | None:
+    """The installed channels-redis version when its release series is not in :data:`VERIFIED`, else None."""
+    from importlib.metadata import version
+
+    installed = version("channels-redis")
+    return None if ".".join(installed.split(".")[:2]) in VERIFIED else installed
 
 
 class Shard:
@@ -83,9 +96,6 @@ class Shard:
 
     def _client(self) -> Any:
         if self.client is None:
-            from channels_redis.utils import create_pool
-            from redis import asyncio as aioredis
-
             self.client = aioredis.Redis(connection_pool=create_pool(self.host))
         return self.client
 
@@ -114,8 +124,6 @@ class Publisher:
 
     def group_send(self, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
         """Queue ``message`` for ``group``; the future is done once Redis took it (or failed with the error)."""
-        from channels_redis.utils import _consistent_hash
-
         channel = f"{self.prefix}__group__{group}"
         shard = self.shards[_consistent_hash(channel, len(self.shards))]
         return shard.publish(channel, self.layer.serialize(message))
@@ -123,6 +131,47 @@ class Publisher:
     async def close(self) -> None:
         for shard in self.shards:
             await shard.close()
+
+
+class SyncPublisher:
+    """``group_send`` from synchronous code on the pub/sub layer: one PUBLISH from the caller's thread over a
+    thread-safe redis-py pool, with no event loop and no thread hand-off (a push from a view costs a fraction of
+    what a send through the process's layer loop does). redis-py's pools reconnect after a fork."""
+
+    def __init__(self, layer: Any, hosts: list[dict[str, Any]], prefix: str, timeout: float) -> None:
+        self.layer = layer
+        self.prefix = prefix
+        self.clients = []
+        for host in hosts:
+            options = {k: v for k, v in host.items() if k != "address"}
+            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+            self.clients.append(redis.Redis.from_url(host["address"], **options))
+
+    def group_send(self, group: str, message: dict[str, Any]) -> None:
+        channel = f"{self.prefix}__group__{group}"
+        client = self.clients[_consistent_hash(channel, len(self.clients))]
+        try:
+            client.publish(channel, self.layer.serialize(message))
+        except RedisTimeout as exc:
+            raise TimeoutError(str(exc)) from exc
+
+
+_sync_publishers: weakref.WeakKeyDictionary[Any, tuple[float, SyncPublisher | None]] = weakref.WeakKeyDictionary()
+
+
+def sync_publisher(layer: Any, config: dict[str, Any], timeout: float) -> SyncPublisher | None:
+    """The :class:`SyncPublisher` of ``layer`` with ``timeout`` (``LAYER_TIMEOUT``), or None where the layer's
+    hosts are not plain URLs (Sentinel: the loop's publisher handles those) or its layout does not match."""
+    known = _sync_publishers.get(layer)
+    if known is not None and known[0] == timeout:
+        return known[1]
+    found: SyncPublisher | None = None
+    if supported(layer, config):
+        hosts = decode_hosts(config.get("hosts"))
+        if all("address" in host for host in hosts):
+            found = SyncPublisher(layer, hosts, config.get("prefix", "asgi"), timeout)
+    _sync_publishers[layer] = (timeout, found)
+    return found
 
 
 # layer -> {loop: Publisher}, or None for a layer whose layout did not match (checked once per layer)
@@ -133,26 +182,30 @@ _publishers = weakref.WeakKeyDictionary()
 def publisher(layer: Any, config: dict[str, Any]) -> Publisher | None:
     """The running loop's :class:`Publisher` for ``layer`` (a pub/sub layer built from ``config``, its
     ``CHANNEL_LAYERS`` entry's ``CONFIG``), or None when its layout is not the one this module reproduces."""
-    try:
-        per_loop = _publishers[layer]
-    except KeyError:
-        per_loop = _publishers[layer] = weakref.WeakKeyDictionary() if layout_matches(config) else None
-    if per_loop is None:
+    if not supported(layer, config):
         return None
+    per_loop = _publishers[layer]
+    assert per_loop is not None
     loop = asyncio.get_running_loop()
     found = per_loop.get(loop)
     if found is None:
-        from channels_redis.utils import decode_hosts
-
         found = per_loop[loop] = Publisher(layer, decode_hosts(config.get("hosts")), config.get("prefix", "asgi"))
     return found
+
+
+def supported(layer: Any, config: dict[str, Any]) -> bool:
+    """Can ``layer``'s pushes go through a :class:`Publisher` (checked once per layer)?"""
+    try:
+        return _publishers[layer] is not None
+    except KeyError:
+        _publishers[layer] = weakref.WeakKeyDictionary() if layout_matches(config) else None
+        return _publishers[layer] is not None
 
 
 def layout_matches(config: dict[str, Any]) -> bool:
     """Does the installed channels-redis name and shard group channels as :class:`Publisher` does?"""
     try:
         from channels_redis.pubsub import RedisPubSubLoopLayer
-        from channels_redis.utils import _consistent_hash, decode_hosts
 
         prefix = config.get("prefix", "asgi")
         hosts = decode_hosts(config.get("hosts"))

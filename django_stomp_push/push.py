@@ -20,6 +20,8 @@ bound them with ``asyncio.timeout()`` where that matters.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -39,7 +41,9 @@ from .destinations import (
     user_group,
     user_hash,
 )
-from .layers import group_send, send_in_order
+from .layers import get_layer, group_send, is_process_local, local_receivers, send_in_order
+
+logger = logging.getLogger("django_stomp_push")
 
 #: Headers the server sets on every MESSAGE; a push cannot override them.
 RESERVED_HEADERS = frozenset(
@@ -133,16 +137,13 @@ def _warn_if_local_only(caller: str) -> None:
     """Warn once per process when a push cannot leave it: the in-memory channel layer and no delivery hub here,
     as for a push from ``manage.py shell`` or a management command while the server is another process."""
     global _warned_local_only
-    import logging
-    import os
-
-    from .layers import get_layer, is_process_local, local_receivers
-
+    if _warned_local_only == os.getpid():
+        return
     alias = get_config().channel_layer
-    if _warned_local_only == os.getpid() or not is_process_local(get_layer(alias)) or local_receivers(alias):
+    if not is_process_local(get_layer(alias)) or local_receivers(alias):
         return
     _warned_local_only = os.getpid()
-    logging.getLogger("django_stomp_push").warning(
+    logger.warning(
         "django-stomp-push: %s() reaches only this process: the channel layer %r is the in-memory one "
         "(channels.layers.InMemoryChannelLayer) and no STOMP connection was made in this process. A server in "
         "another process (this one being a shell, a management command or a worker) gets none of its pushes. "

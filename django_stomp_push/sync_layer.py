@@ -19,10 +19,11 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from .conf import get_config
-from .layers import get_layer, group_send
+from .conf import Config, get_config
+from .layers import get_layer, group_send, send_in_order, sync_publisher
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -106,14 +107,44 @@ def send(group: str, message: dict[str, Any], *, caller: str, alias: str | None 
     """
     bridge = _prepare(caller, alias)
     config = get_config()
-    future = bridge.submit(group_send(group, message, alias))
-    if not wait([future], config.layer_timeout).done:
-        future.cancel()
-        raise TimeoutError(
-            f"{caller}(): the channel layer {alias or config.channel_layer!r} did not answer within "
-            f"LAYER_TIMEOUT ({config.layer_timeout:g} s); the send was cancelled"
-        )
-    future.result()
+    direct = sync_publisher(alias, config.layer_timeout)
+    if direct is not None:
+        try:
+            direct.group_send(group, message)
+        except TimeoutError:
+            raise _timed_out(caller, alias, config) from None
+        return
+    done: Future[None] = Future()
+    started: list[asyncio.Future[None]] = []
+
+    def start() -> None:
+        # On the loop's thread: start the send without a coroutine and task of its own (on the pub/sub layer a
+        # send is a queued future, see pubsub.py), and pass its outcome to the waiting thread.
+        try:
+            sent = send_in_order(group, message, alias)
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
+        if sent is None:
+            done.set_result(None)
+            return
+        future = asyncio.ensure_future(sent)
+        started.append(future)
+        future.add_done_callback(lambda f: _copy_outcome(f, done))
+
+    bridge.loop.call_soon_threadsafe(start)
+    try:
+        done.result(config.layer_timeout)
+    except FutureTimeout:
+        bridge.loop.call_soon_threadsafe(lambda: [f.cancel() for f in started])
+        raise _timed_out(caller, alias, config) from None
+
+
+def _timed_out(caller: str, alias: str | None, config: Config) -> TimeoutError:
+    return TimeoutError(
+        f"{caller}(): the channel layer {alias or config.channel_layer!r} did not answer within "
+        f"LAYER_TIMEOUT ({config.layer_timeout:g} s); the send was cancelled"
+    )
 
 
 def send_persistently(messages: list[GroupMessage], *, caller: str, what: str, alias: str | None = None) -> bool:
@@ -189,6 +220,17 @@ async def _keep_trying(
             return
     finally:
         bridge.release_background()
+
+
+def _copy_outcome(source: asyncio.Future[None], target: Future[None]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.set_exception(TimeoutError("the send was cancelled"))
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(None)
 
 
 def _settle(first: Future[bool], outcome: bool) -> None:
