@@ -8,7 +8,8 @@
 // workers, destination, mode ("max" | "rate" | "idle" | "storm"), rate (pushes/s), window (pushes in flight,
 // "max"), warmup_s, measure_s, heartbeat [cx, cy], connect_concurrency, ramp_timeout_s, connect_timeout_s,
 // body_size, subprotocols, stall_s, deadline_s, connect_headers (added to CONNECT, e.g. RabbitMQ's host),
-// cookies (subscriber i sends the Cookie header cookies[i]), sentinel_heartbeat_ms and sentinel_cookie ("storm").
+// cookies (subscriber i sends the Cookie header cookies[i]), sentinel_heartbeat_ms and sentinel_cookie ("storm"),
+// stop_file, retry_after_jitter_ms, stable_after_ms and backoff {base, cap, factor} ("reconnect").
 //
 // Events: warm (warm subscribers ready), ready, measure_start, measure_stop (end of the time window),
 // result {stats, after the drain}, done, error {message}.
@@ -18,12 +19,18 @@
 // is the ramp, its result the failures by reason and each client's time from its first byte to its RECEIPT. With
 // sentinel_heartbeat_ms, one client connected before the storm heart-beats at that period throughout it and
 // reports whether it was closed and the longest silence of the server.
+// "reconnect" opens the subscribers (connect_concurrency at a time) as clients that reconnect the way the package's
+// client helper does (see reconnectingClients), emits ready, then dropped and resubscribed as the number of
+// subscribed clients falls below and comes back to what it was at ready; it ends when stop_file appears (JSON
+// {last_seq, stopped_at_ms} of the pusher, whose bodies start with "seq:"), with the pushes each client lost.
 // Latency = publish -> receive on the same monotonic clock (process.hrtime), across processes of this machine.
 
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
+// The package's own client helper: what a close advises, and the backoff ("reconnect" mode reconnects as it does).
+import { DEFAULT_BACKOFF, backoffDelay, describeClose } from '../django_stomp_push/static/django_stomp_push/stomp-push.mjs';
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,15 +85,22 @@ function reasonOf(err) {
 // `handlers.message(conn, body)` receives each MESSAGE body; heart-beats are sent as negotiated.
 function openStomp(url, cfg, subscribe, handlers, cookie = null) {
   return new Promise((resolve, reject) => {
-    const conn = { ws: null, lastSeq: -1, lastAt: 0, open: false, hbTimer: null, startedAt: Date.now(), tookMs: 0 };
+    const conn = {
+      ws: null, lastSeq: -1, lastAt: 0, open: false, hbTimer: null, startedAt: Date.now(), tookMs: 0,
+      connectedAt: null, stompError: null, // the time of CONNECTED; the ERROR frame's headers, for the reconnect advice
+    };
     let waitingFor = 'the WebSocket handshake';
     let settled = false;
-    const fail = (message) => {
+    const fail = (message, closeCode = null) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       try { conn.ws.terminate(); } catch { /* already gone */ }
-      reject(new Error(message));
+      const err = new Error(message);
+      err.stompError = conn.stompError; // what the server advised, if it said anything
+      err.closeCode = closeCode;
+      err.connectedAt = conn.connectedAt;
+      reject(err);
     };
     const timer = setTimeout(() => fail(`timeout waiting for ${waitingFor}`), cfg.connect_timeout_s * 1000);
     const ws = new WebSocket(url, cfg.subprotocols, {
@@ -106,7 +120,7 @@ function openStomp(url, cfg, subscribe, handlers, cookie = null) {
     ws.on('close', (code) => {
       if (conn.hbTimer) clearInterval(conn.hbTimer);
       if (conn.open) { conn.open = false; handlers.closed(conn, code); }
-      fail(`closed ${code} before subscribed`);
+      fail(`closed ${code} before subscribed`, code);
     });
     ws.on('message', (data) => {
       const text = typeof data === 'string' ? data : data.toString('latin1');
@@ -123,6 +137,7 @@ function openStomp(url, cfg, subscribe, handlers, cookie = null) {
           const bodyAt = text.indexOf('\n\n', f) + 2;
           handlers.message(conn, text, bodyAt);
         } else if (command === 'CONNECTED') {
+          conn.connectedAt = Date.now();
           const hb = headerValue(text.slice(f, end), 'heart-beat');
           const [sx, sy] = (hb || '0,0').split(',').map(Number);
           const every = cfg.heartbeat[0] && sy ? Math.max(cfg.heartbeat[0], sy) : 0;
@@ -137,7 +152,9 @@ function openStomp(url, cfg, subscribe, handlers, cookie = null) {
         } else if (command === 'RECEIPT') {
           ready();
         } else if (command === 'ERROR') {
-          const message = headerValue(text.slice(f, end), 'message');
+          const head = text.slice(f, end);
+          const message = headerValue(head, 'message');
+          conn.stompError = { headers: { message: message || '', reconnect: headerValue(head, 'reconnect'), 'retry-after': headerValue(head, 'retry-after') } };
           handlers.error(conn, message || 'ERROR frame');
           fail(`ERROR frame: ${message}`);
         }
@@ -154,6 +171,148 @@ function openStomp(url, cfg, subscribe, handlers, cookie = null) {
       resolve(conn);
     }
   });
+}
+
+// ---- reconnecting clients ("reconnect" mode) --------------------------------------------------------------
+// Each client reconnects as the package's client helper (stomp-push.mjs) does, with its describeClose and
+// backoffDelay: `reconnect: never` ends it (a terminal state); `later` with a retry-after waits that many ms plus up
+// to retry_after_jitter_ms; `now`, or a close without an ERROR frame, waits a full-jitter backoff whose attempt
+// count starts again after stable_after_ms connected. A client's first connection goes to its own server
+// (urls[i % n]); a reconnect goes to a server picked at random, and on to the next one while they refuse the TCP
+// connection, as a load balancer in front of them would. Every push's body starts with its sequence number: a gap
+// between two pushes a client received while it stayed subscribed is a push lost while subscribed; a gap across a
+// reconnect, pushes sent while it was away.
+function reconnectingClients(cfg, specs, reportSubscribed) {
+  const backoff = { ...DEFAULT_BACKOFF, ...cfg.backoff };
+  const clients = specs.map(([index, home, cookie]) => ({
+    index, home, cookie, state: 'connecting', everSubscribed: false, attempt: 0, conn: null, subscribedAt: 0,
+    lastSeq: -1, fresh: true, away: false, lostSub: 0, lostAway: 0, duplicates: 0, connections: 0, wake: null,
+  }));
+  const closes = {}, failures = {};
+  const count = (table, key) => { table[key] = (table[key] || 0) + 1; };
+  let subscribed = 0, terminal = 0, stopping = false, dirty = false;
+  const ticker = setInterval(() => { if (dirty) { dirty = false; reportSubscribed(subscribed); } }, 50);
+
+  // The initial ramp: at most `concurrency` opening at a time, until every client was subscribed once (or ended).
+  let ramping = true, opening = 0;
+  const queue = [];
+  const acquire = async () => { while (ramping && opening >= cfg.concurrency) await new Promise((r) => queue.push(r)); opening++; };
+  const release = () => { opening--; const next = queue.shift(); if (next) next(); };
+  let rampDone;
+  const ramp = new Promise((resolve) => { rampDone = resolve; });
+  const rampTimer = setTimeout(finishRamp, cfg.ramp_timeout_s * 1000);
+  function finishRamp() {
+    if (!ramping) return;
+    ramping = false;
+    clearTimeout(rampTimer);
+    queue.splice(0).forEach((r) => r());
+    rampDone({ subscribed, terminal, failures: { ...failures } });
+  }
+  const checkRamp = () => { if (ramping && clients.every((c) => c.everSubscribed || c.state === 'terminal')) finishRamp(); };
+
+  const handlersOf = (c) => ({
+    message(_conn, text, bodyAt) {
+      const seq = Number(text.slice(bodyAt, text.indexOf(':', bodyAt)));
+      if (!(seq > c.lastSeq)) { c.duplicates++; return; }
+      const gap = seq - c.lastSeq - 1;
+      if (gap > 0) { if (c.fresh && c.away) c.lostAway += gap; else c.lostSub += gap; }
+      c.lastSeq = seq; c.fresh = false; c.away = false;
+    },
+    heartbeat() {}, error() {},
+    closed(conn, code) { if (conn.closedWith) conn.closedWith(code); },
+  });
+
+  const otherUrls = (first) => {
+    if (first) return [first, ...cfg.urls.filter((u) => u !== first)];
+    const start = Math.floor(Math.random() * cfg.urls.length);
+    return cfg.urls.map((_, k) => cfg.urls[(start + k) % cfg.urls.length]);
+  };
+
+  async function open(c, urls) {
+    let failure = null;
+    for (const url of urls) {
+      const limited = ramping;
+      if (limited) await acquire();
+      try {
+        return { conn: await openStomp(url, cfg, true, handlersOf(c), c.cookie) };
+      } catch (err) {
+        failure = err;
+        if (err.message !== 'ECONNREFUSED' || stopping) break;
+      } finally {
+        if (limited) release();
+      }
+    }
+    return { failure };
+  }
+
+  async function run(c) {
+    let first = true;
+    while (!stopping) {
+      const { conn, failure } = await open(c, otherUrls(first ? c.home : null));
+      first = false;
+      let close, connectedAt;
+      if (conn) {
+        if (stopping) { try { conn.ws.close(1000); } catch { /* gone */ } return; }
+        const closed = new Promise((resolve) => { conn.closedWith = resolve; });
+        c.conn = conn; c.state = 'subscribed'; c.subscribedAt = Date.now(); c.connections++;
+        c.everSubscribed = true; subscribed++; dirty = true;
+        checkRamp();
+        const code = await closed;
+        subscribed--; dirty = true; c.conn = null; c.away = true; c.fresh = true;
+        if (stopping) return;
+        close = describeClose({ code }, conn.stompError);
+        connectedAt = conn.connectedAt;
+        count(closes, `${close.code} ${close.message || '(no ERROR frame)'}`);
+      } else {
+        if (stopping) return;
+        close = describeClose({ code: failure.closeCode ?? 1006 }, failure.stompError);
+        connectedAt = failure.connectedAt;
+        count(failures, failure.message);
+      }
+      if (connectedAt !== null && Date.now() - connectedAt >= cfg.stable_after_ms) c.attempt = 0;
+      if (close.reconnect === 'never') { c.state = 'terminal'; terminal++; checkRamp(); return; }
+      const delay = close.reconnect === 'later' && close.retryAfter !== null
+        ? close.retryAfter + Math.round(Math.random() * cfg.retry_after_jitter_ms)
+        : backoffDelay(c.attempt, backoff);
+      c.attempt += 1;
+      c.state = 'waiting';
+      await new Promise((resolve) => { c.wake = resolve; setTimeout(resolve, delay); });
+      c.wake = null;
+      if (c.state === 'waiting') c.state = 'connecting';
+    }
+  }
+  for (const c of clients) run(c);
+
+  // The pusher stopped at stoppedAtMs after push lastSeq (and the harness waited for the last ones to arrive).
+  function stop(lastSeq, stoppedAtMs) {
+    stopping = true;
+    clearInterval(ticker);
+    finishRamp();
+    let silent = 0, still = 0, reconnects = 0, awayClients = 0;
+    let lostSub = 0, lostSubMax = 0, lostAway = 0, lostAwayMax = 0, duplicates = 0;
+    for (const c of clients) {
+      const tail = Math.max(0, lastSeq - c.lastSeq);
+      if (c.state === 'subscribed' && c.subscribedAt <= stoppedAtMs - 1000) {
+        c.lostSub += tail; // subscribed for a second of pushes at least: each should have arrived
+        if (c.fresh) silent++;
+      } else {
+        c.lostAway += tail;
+      }
+      if (c.state === 'subscribed') still++;
+      if (c.connections > 1 || c.state !== 'subscribed') awayClients++;
+      reconnects += Math.max(0, c.connections - 1);
+      lostSub += c.lostSub; lostSubMax = Math.max(lostSubMax, c.lostSub);
+      lostAway += c.lostAway; lostAwayMax = Math.max(lostAwayMax, c.lostAway);
+      duplicates += c.duplicates;
+      if (c.wake) c.wake();
+      if (c.conn) { try { c.conn.ws.close(1000); } catch { /* gone */ } }
+    }
+    return {
+      subscribed: still, terminal, lostSub, lostSubMax, lostAway, lostAwayMax, silent, duplicates, reconnects,
+      awayClients, closes, failures,
+    };
+  }
+  return { ramp, stop };
 }
 
 // ---- worker: holds subscribers ---------------------------------------------------------------------------
@@ -249,9 +408,15 @@ async function worker() {
   setInterval(() => { dirty = true; }, 250);
 
   process.on('disconnect', () => process.exit(0));
+  let reconnecting = null;
   process.on('message', async (msg) => {
     if (msg.cmd === 'ping') {
       process.send({ type: 'pong' });
+    } else if (msg.cmd === 'rc-start') {
+      reconnecting = reconnectingClients(msg.cfg, msg.clients, (value) => process.send({ type: 'subscribed', value }));
+      process.send({ type: 'rc-ready', ...(await reconnecting.ramp) });
+    } else if (msg.cmd === 'rc-stop') {
+      process.send({ type: 'rc-report', ...reconnecting.stop(msg.last_seq, msg.stopped_at_ms) });
     } else if (msg.cmd === 'connect') {
       cfg = msg.cfg;
       const result = await connectAll(msg.clients);
@@ -305,6 +470,7 @@ async function coordinator(cfg) {
     heartbeat: [0, 0], connect_concurrency: 64, ramp_timeout_s: 120, connect_timeout_s: 30, body_size: 64,
     subprotocols: [], stall_s: 5, drain_s: 2, deadline_s: 600, warm_subscribers: 0, settle_s: 0,
     connect_headers: {}, cookies: null, sentinel_heartbeat_ms: 0, sentinel_cookie: null,
+    stop_file: null, retry_after_jitter_ms: 1000, stable_after_ms: 10000, backoff: {},
   };
   cfg = { ...defaults, ...cfg };
   const deadline = setTimeout(() => { emit('error', { message: `deadline of ${cfg.deadline_s}s reached` }); process.exit(3); }, cfg.deadline_s * 1000);
@@ -315,10 +481,13 @@ async function coordinator(cfg) {
   const watermarks = new Array(nWorkers).fill(-1); // -1: nothing delivered yet; null: no live subscriber
   const stalledBy = new Array(nWorkers).fill(0);
   let onWatermark = () => {};
+  const subscribedBy = new Array(nWorkers).fill(0); // "reconnect": each worker's subscribed clients
+  let onSubscribed = () => {};
   for (let i = 0; i < nWorkers; i++) {
     const child = fork(fileURLToPath(import.meta.url), ['worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     child.on('message', (msg) => {
       if (msg.type === 'watermark') { watermarks[i] = msg.value; stalledBy[i] = msg.stalled; onWatermark(); }
+      else if (msg.type === 'subscribed') { subscribedBy[i] = msg.value; onSubscribed(); }
       else if (child.pending) { const p = child.pending; child.pending = null; p(msg); }
     });
     child.on('exit', (code) => { if (code && !child.finished) { emit('error', { message: `worker ${i} exited ${code}` }); } });
@@ -346,6 +515,10 @@ async function coordinator(cfg) {
   await Promise.all(workers.map((w) => ask(w, { cmd: 'ping' }))); // forked and listening: not part of any ramp
   if (cfg.mode === 'storm') {
     await storm();
+    return;
+  }
+  if (cfg.mode === 'reconnect') {
+    await reconnect();
     return;
   }
 
@@ -504,6 +677,54 @@ async function coordinator(cfg) {
       } : null,
     });
     if (sentinel.conn) { try { sentinel.conn.ws.close(1000); } catch { /* gone */ } }
+    shutdown(0);
+  }
+
+  // Clients that reconnect by themselves through a deploy; ends when the harness writes cfg.stop_file.
+  async function reconnect() {
+    const slices = workers.map(() => []);
+    for (let i = 0; i < cfg.subscribers; i++) {
+      slices[i % nWorkers].push([i, cfg.urls[i % cfg.urls.length], cfg.cookies ? cfg.cookies[i] : null]);
+    }
+    const t0 = Date.now();
+    let ready = false; // a stop file before every client is subscribed: the harness gave up on this run
+    const early = setInterval(() => {
+      if (!ready && existsSync(cfg.stop_file)) { emit('error', { message: 'stopped before the clients were subscribed' }); shutdown(2); }
+    }, 200);
+    const ramps = await Promise.all(workers.map((w, k) => ask(w, { cmd: 'rc-start', clients: slices[k], cfg: workerCfg })));
+    ready = true;
+    clearInterval(early);
+    ramps.forEach((r, k) => { subscribedBy[k] = r.subscribed; });
+    const expected = ramps.reduce((a, r) => a + r.subscribed, 0);
+    const errors = {};
+    for (const r of ramps) for (const [k, v] of Object.entries(r.failures)) errors[k] = (errors[k] || 0) + v;
+    emit('ready', { connected: expected, failed: cfg.subscribers - expected, errors, ramp_s: (Date.now() - t0) / 1000 });
+    emit('measure_start');
+    let dropped = false, back = false;
+    onSubscribed = () => {
+      const now = subscribedBy.reduce((a, b) => a + b, 0);
+      if (!dropped && now < expected) { dropped = true; emit('dropped', { subscribed: now }); }
+      else if (dropped && !back && now >= expected) { back = true; emit('resubscribed', { subscribed: now }); }
+    };
+    while (!existsSync(cfg.stop_file)) await sleep(100);
+    const stop = JSON.parse(readFileSync(cfg.stop_file, 'utf8'));
+    const reports = await Promise.all(workers.map((w) => ask(w, { cmd: 'rc-stop', ...stop })));
+    emit('measure_stop');
+    const sum = (k) => reports.reduce((a, r) => a + r[k], 0);
+    const max = (k) => reports.reduce((a, r) => Math.max(a, r[k]), 0);
+    const merge = (k) => {
+      const out = {};
+      for (const r of reports) for (const [key, v] of Object.entries(r[k])) out[key] = (out[key] || 0) + v;
+      return out;
+    };
+    emit('result', {
+      clients: cfg.subscribers, subscribed_at_ready: expected, subscribed: sum('subscribed'), terminal: sum('terminal'),
+      lost_subscribed: sum('lostSub'), lost_subscribed_max: max('lostSubMax'), lost_away: sum('lostAway'),
+      lost_away_max: max('lostAwayMax'), away_clients: sum('awayClients'), silent: sum('silent'),
+      duplicates: sum('duplicates'),
+      reconnects: sum('reconnects'), closes: merge('closes'), failures: merge('failures'),
+      resubscribed: back, last_seq: stop.last_seq,
+    });
     shutdown(0);
   }
 

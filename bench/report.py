@@ -54,6 +54,10 @@ def ms(x: float) -> str:
     return f"{x / 1000:.3g} s" if x >= 1000 else f"{x:.3g} ms"
 
 
+def us(x: float) -> str:
+    return ms(x / 1000) if x >= 1000 else f"{x:.3g} µs"
+
+
 def kb(x: float) -> str:
     return f"{x / 1024:.3g} KB"
 
@@ -91,15 +95,22 @@ class Table:
     note: str = ""
     #: columns shown for reference only, measured (and detailed) in another table
     borrowed: set[str] = field(default_factory=set)
+    #: how a cell's repeats become its figure, and its name: the median, or e.g. (sum, "total") to count runs
+    summary: tuple[Callable[[list[float]], float], str] = (statistics.median, "median")
 
     def cell(self, row: str, column: str) -> Measurement:
         return self.rows.setdefault(row, {}).setdefault(column, Measurement())
+
+    def figure(self, m: Measurement) -> float | None:
+        """The cell's figure over its repeats (see :attr:`summary`); None when no run gave one."""
+        return self.summary[0](m.values) if m.values else None
 
     def render(self) -> str:
         out = [
             f"### {self.title}",
             "",
-            f"Median {self.metric}; in brackets, the ratio to the baselines of this run.",
+            f"{self.summary[1].capitalize()} {self.metric}"
+            + ("; in brackets, the ratio to the baselines of this run." if self.baselines else "."),
             "",
         ]
         header = [self.row_header, *self.columns.values()]
@@ -114,14 +125,15 @@ class Table:
         m = cells.get(column)
         if m is None:
             return "—"
-        if m.median is None:
+        value = self.figure(m)
+        if value is None:
             return "failed" if m.failures else "—"
         ratios = []
         for base in self.baselines:
             b = cells.get(base)
-            if base != column and b is not None and b.median:
-                ratios.append(f"{ratio(m.median / b.median)} {base}")
-        text = self.fmt(m.median)
+            if base != column and b is not None and (against := self.figure(b)):
+                ratios.append(f"{ratio(value / against)} {base}")
+        text = self.fmt(value)
         if ratios:
             text += f" ({', '.join(ratios)})"
         if m.failures:
@@ -129,7 +141,7 @@ class Table:
         return text
 
     def render_details(self) -> str:
-        header = [self.row_header, "server", "median", "min-max", "runs ok", *self.extras, "notes"]
+        header = [self.row_header, "server", self.summary[1], "min-max", "runs ok", *self.extras, "notes"]
         out = [_line(header), _line(["---"] * len(header))]
         for row, cells in self.rows.items():
             for column, m in cells.items():
@@ -146,7 +158,7 @@ class Table:
                         [
                             row,
                             self.columns[column],
-                            self.fmt(m.median) if m.median is not None else "—",
+                            self.fmt(figure) if (figure := self.figure(m)) is not None else "—",
                             spread,
                             f"{len(m.values)}/{len(m.values) + len(m.failures)}",
                             *extras,

@@ -59,13 +59,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--asgi-servers",
-        help=f"what runs django-stomp-push in the storm scenarios, from: {', '.join(ASGI_SERVERS)} (default: all)",
+        help=f"what runs django-stomp-push in connect_storm and deploy_restart, from: {', '.join(ASGI_SERVERS)} "
+        "(default: all)",
     )
     parser.add_argument("--layers", help=f"deployments, from: {', '.join(LAYERS)} (default: all; --smoke: memory)")
     parser.add_argument("--repeats", type=int, help="runs per figure, the median is shown (default 3; --smoke 1)")
     parser.add_argument(
         "--sizes",
-        help="fan-out subscribers (default 100,1000,5000) and storm clients (1000,3000,5000), comma-separated",
+        help="fan-out subscribers (default 100,1000,5000), storm clients (1000,3000,5000) and scale's hub "
+        "processes (1,4,16,32; sizes up to 64), comma-separated",
     )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes holding subscribers")
     parser.add_argument(
@@ -165,8 +167,9 @@ def check_tools(args: argparse.Namespace) -> list[str]:
     """Exit when a tool the run needs is missing; a missing RabbitMQ is left out instead (what was, and why)."""
     skipped = leave_out_unavailable(args.targets)
     missing = [tool for tool in ("node",) if shutil.which(tool) is None]
-    if any(LAYERS[layer].redis for layer in args.layers) and shutil.which("redis-server") is None:
-        missing.append("redis-server (or choose --layers memory)")
+    redis_needed = any(LAYERS[layer].redis for layer in args.layers) or "deploy_restart" in args.scenarios
+    if redis_needed and shutil.which("redis-server") is None:
+        missing.append("redis-server (or choose --layers memory, without deploy_restart)")
     if not (REPO / "node_modules" / "ws").is_dir():
         missing.append("node_modules/ws (run npm ci)")
     try:

@@ -3,7 +3,8 @@
 A *storm* is loadgen.mjs's "storm" mode: N clients, each sending the cookie of a signed-in session of its own,
 ``in_flight`` of them opening at a time (all N for a storm), each doing the WebSocket handshake, CONNECT and
 SUBSCRIBE with a receipt; and one *sentinel* client, connected before the storm, heart-beating every second
-throughout it. Used by the ``connect_storm`` scenario (and meant for a restart-under-load one).
+throughout it. Used by the ``connect_storm`` scenario; ``deploy_restart`` reuses the signed-in application and
+the failure kinds, with loadgen.mjs's "reconnect" mode.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class Outcome:
     #: the sentinel's close code and ERROR message when the server closed it during the storm
     sentinel_closed: str | None
     sentinel_silence_ms: float | None
+    #: the run had a sentinel (the table says whether it was closed)
+    sentinel_seen: bool = False
 
     @classmethod
     def of(cls, result: RunResult, clients: int) -> Outcome:
@@ -148,6 +151,7 @@ class Outcome:
             sentinel_silence_ms=sentinel.get("max_silence_ms")
             if sentinel.get("server_heartbeat_ms") == SENTINEL_HEARTBEAT_MS
             else None,
+            sentinel_seen=bool(sentinel),
         )
 
     @property

@@ -196,14 +196,32 @@ class DaphneServer:
         )
         try:
             wait_for_port(self.port, timeout=30, process=self.process)
+            if self.server == "gunicorn":  # its master listens before the workers can answer
+                self.wait_for_log("Application startup complete.", int(self.env.get("GUNICORN_WORKERS", "2")))
         except Exception:
             raise RuntimeError(f"{self.server} did not start:\n{self.log()}") from None
         return self
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                raise TimeoutError(f"{text!r} not logged {count} time(s)")
+            time.sleep(0.05)
 
     def command(self) -> list[str]:
         """The Python arguments that start the server (before the application's path)."""
         if self.server == "uvicorn":
             return ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets"]
+        if self.server == "gunicorn":  # a master and GUNICORN_WORKERS uvicorn workers (2 by default)
+            workers = self.env.get("GUNICORN_WORKERS", "2")
+            worker = "uvicorn.workers.UvicornWorker"
+            backlog = ["--backlog", self.env["GUNICORN_BACKLOG"]] if "GUNICORN_BACKLOG" in self.env else []
+            options = ["-k", worker, "-w", workers, "-b", f"127.0.0.1:{self.port}", "--no-control-socket", *backlog]
+            return ["-m", "gunicorn", *options]
+        if self.server == "daphne-backlog":  # a listen backlog through daphne's endpoint string
+            backlog = self.env.get("DAPHNE_BACKLOG", "1024")
+            return ["-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"]
         return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
 
     def log(self) -> str:

@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import loadgen, rabbitmq, storm
+from bench import loadgen, rabbitmq, scale_fleet, storm
 from bench.harness import RunResult
 from bench.report import Table, rate
 from bench.run import leave_out_unavailable, parse_args, read_sections, render_page, render_section
+from bench.scenarios import scale
 from bench.scenarios.connect_storm import FULL, StormTables
 from bench.servers import ASGI_SERVERS
 
@@ -224,3 +225,59 @@ def test_a_config_too_long_for_one_argument_goes_through_a_file_and_refused_clie
     assert (tmp_path / "loadgen.config.json").exists()
     assert events["ready"].data["failed"] == 3
     assert events["result"].data["errors"] == {"ECONNREFUSED": 3}
+
+
+# -- scale-out: hub stand-ins on the core and pub/sub layers -------------------------------------------------
+def scale_phase(received: list[int], expected: int = 100, errors: int = 0) -> scale_fleet.PhaseResult:
+    hubs = [
+        {"expected": expected, "received": n, "duplicates": 0, "last_at": 5.0, "latencies_ms": [], "layer_errors": 0}
+        for n in received
+    ]
+    usage = scale_fleet.Snapshot(at=0.0, redis_s=0.0, hubs_s=0.0, pusher_s=0.0, machine_s=0.0)
+    pushed = {"errors": errors, "error": "TimeoutError: push(): LAYER_TIMEOUT" if errors else ""}
+    late = [f"hub {i + 1}" for i, n in enumerate(received) if n < expected]
+    return scale_fleet.PhaseResult(pushed, hubs, usage, usage, late)
+
+
+def test_a_scale_phase_in_which_a_hub_missed_pushes_is_a_failure_that_says_how_many():
+    assert scale_phase([100, 100, 100]).problems() == []
+    assert scale_phase([100, 97, 100, 0]).problems() == ["lost 103 of 400 deliveries (2 of 4 hubs short)"]
+    assert scale_phase([100], errors=2).problems() == ["2 pushes failed (TimeoutError: push(): LAYER_TIMEOUT)"]
+
+
+def test_scale_tables_compare_the_pubsub_layer_with_the_core_layer_per_k_and_show_losses():
+    tables = scale.ScaleTables(scale.SMOKE, [1, 32])
+    headline = scale.row(32, scale.HEADLINE)
+    tables.redis_cpu.cell(headline, "core").add(4_310.0)
+    tables.redis_cpu.cell(headline, "pubsub").add(12.0)
+    tables.fail(1, "pubsub", scale.LATENCY, "lost 3 of 200 deliveries (1 of 2 hubs short)")
+    rendered = tables.redis_cpu.render()
+    assert rendered.index("| 1, apush, 16 coroutines |") < rendered.index("| 32, apush, 16 coroutines |")
+    assert "| 32, apush, 16 coroutines | 4.31 ms | 12 µs (0.0028x core) |" in rendered
+    assert "| 1 | — | failed |" in tables.p99.render()
+    assert "failed: lost 3 of 200 deliveries (1 of 2 hubs short)" in tables.p50.render_details()
+
+
+def test_scale_takes_its_hub_counts_from_sizes_up_to_its_limit():
+    bench = SimpleNamespace(sizes=None, log=print)
+    assert scale.hub_counts(bench, scale.FULL) == [1, 4, 16, 32]
+    bench.sizes = [32, 1000]  # 1,000 is a fan-out size of the same run
+    assert scale.hub_counts(bench, scale.FULL) == [32]
+    assert scale.quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 3.0 and scale.quantile([1.0, 2.0], 0.99) == 2.0
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_every_hub_stand_in_joins_the_group_and_receives_every_push_of_both_senders(redis_layer, tmp_path):
+    with scale_fleet.fleet(redis_layer, 2, tmp_path) as running:
+        for command in (
+            {"mode": "async", "concurrency": 4, "latency": 1},
+            {"mode": "threads", "concurrency": 2},
+            {"mode": "async", "rate": 200, "latency": 1},
+        ):
+            result = running.phase({"cmd": "push", "count": 40, **command}, push_timeout=60, stall_s=5)
+            assert result.problems() == [] and result.late == []
+            assert (result.received, result.expected) == (80, 80)
+            assert len(result.latencies_ms()) == (80 if command.get("latency") else 0)
+            assert result.last_delivery >= result.pushed["t0"] and result.pushed["cpu_s"] > 0
+            assert result.after.redis_s > result.before.redis_s

@@ -29,7 +29,7 @@ class Scenario:
 
 
 def _registry() -> dict[str, Scenario]:
-    from . import connect_storm, fanout, idle, latency, push_sync, session_close, sweep
+    from . import connect_storm, deploy_restart, fanout, idle, latency, push_sync, scale, session_close, sweep
 
     scenarios = (
         fanout.SCENARIO,
@@ -39,7 +39,9 @@ def _registry() -> dict[str, Scenario]:
         session_close.SCENARIO,
         sweep.SCENARIO,
         connect_storm.SCENARIO,
+        deploy_restart.SCENARIO,
         push_sync.SCENARIO,
+        scale.SCENARIO,
     )
     return {s.name: s for s in scenarios}
 

@@ -8,7 +8,8 @@ WebSocket handshake, CONNECT and SUBSCRIBE with a receipt (see :mod:`bench.storm
 
 - all at once (1,000 / 3,000 / 5,000 clients): the time until every client is subscribed (a run in which any
   client failed has no such time) and the failed clients by kind (TCP reset, handshake timeout, HTTP status, ERROR
-  message, close code);
+  message, close code); whether the client connected before the storm, heart-beating every second, was closed
+  (it must not be; its longest silence from the server in the details);
 - 100 handshakes in flight (2,000 clients): connects/s.
 
 django-stomp-push runs under each chosen ASGI server (daphne, daphne with a listen backlog of 1,024 through its
@@ -58,8 +59,13 @@ def count(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def closed_runs(x: float) -> str:
+    return "not closed" if x == 0 else f"closed in {x:,.0f} run(s)"
+
+
 class StormTables:
-    """The tables of one session database: time until all subscribed, failed clients, connects/s in flight."""
+    """The tables of one session database: time until all subscribed, failed clients, whether the heart-beating
+    client was closed, connects/s in flight."""
 
     def __init__(self, database: str, columns: list[storm.Column], layer: str, plan: Plan) -> None:
         where = f"{SESSION_DATABASES[database]} sessions, {layer_label(layer)}"
@@ -72,16 +78,17 @@ class StormTables:
             + ("; other CPU includes PostgreSQL's." if database == "postgresql" else ".")
         )
 
-        def table(title: str, metric: str, fmt, note: str, extras=None) -> Table:
+        def table(title: str, metric: str, fmt, note: str, extras=None, **options) -> Table:
+            options.setdefault("baselines", [b for b in BASELINES if any(c.key == b for c in columns)])
             return Table(
                 title=f"Connect storm, {where}: {title}",
                 metric=metric,
                 fmt=fmt,
                 row_header="clients",
                 columns={c.key: c.label for c in columns},
-                baselines=[b for b in BASELINES if any(c.key == b for c in columns)],
                 extras=extras or {},
                 note=f"{common} {note}",
+                **options,
             )
 
         self.time = table(
@@ -98,6 +105,15 @@ class StormTables:
             count,
             "By kind in the details: TCP reset, handshake timeout, HTTP status, ERROR frame and its message, close.",
         )
+        self.sentinel = table(
+            f"all at once, the client heart-beating every {storm.SENTINEL_HEARTBEAT_MS} ms",
+            "runs in which the server closed the client connected before the storm (0 is the target)",
+            closed_runs,
+            "Its close (code and ERROR message) and its longest silence from the server are in the details.",
+            {"sentinel's longest silence": ms},
+            baselines=[],
+            summary=(sum, "total"),
+        )
         self.rate = table(
             f"{plan.in_flight} handshakes in flight, connects/s",
             "clients subscribed per second (higher is better; target ≥ 1,000/s per process)",
@@ -107,10 +123,10 @@ class StormTables:
         )
 
     def all(self) -> list[Table]:
-        return [self.time, self.failures, self.rate]
+        return [self.time, self.failures, self.sentinel, self.rate]
 
     def fail(self, row: str, column: str, storming: bool, reason: str) -> None:
-        for table in (self.time, self.failures) if storming else (self.rate,):
+        for table in (self.time, self.failures, self.sentinel) if storming else (self.rate,):
             table.cell(row, column).fail(reason)
 
     def record(self, row: str, column: str, storming: bool, outcome: storm.Outcome, result: RunResult) -> None:
@@ -119,6 +135,12 @@ class StormTables:
             self.rate.cell(row, column).add(outcome.connects_per_s, extras, notes)
             return
         self.failures.cell(row, column).add(outcome.failed, notes=notes)
+        if outcome.sentinel_seen:
+            closed = [note for note in notes if note.startswith("the client heart-beating")]
+            silence = {"sentinel's longest silence": outcome.sentinel_silence_ms}
+            self.sentinel.cell(row, column).add(1.0 if outcome.sentinel_closed else 0.0, silence, closed)
+        else:
+            self.sentinel.cell(row, column).fail("no client connected before the storm")
         if outcome.all_subscribed:
             self.time.cell(row, column).add(outcome.ramp_s, extras, notes)
         else:
@@ -243,8 +265,8 @@ def _measure(bench: Bench, tables: StormTables, run: Run, layer: str, sessions: 
         return
     outcome = storm.Outcome.of(result, run.clients)
     tables.record(run.row, column.key, run.storming, outcome, result)
-    if bench.smoke and outcome.failed:
-        bench.failures += 1  # a handful of clients must all get in: something is broken
+    if bench.smoke and (outcome.failed or outcome.sentinel_closed):
+        bench.failures += 1  # a handful of clients must all get in, and not cost the sentinel its connection
     cpu = f"server {result.server_cpu_pct or 0:.0f}% CPU, load generator {result.loadgen_cpu_pct or 0:.0f}%"
     summary = f"{outcome.connected:,} subscribed in {outcome.ramp_s:.2f} s ({outcome.connects_per_s:.0f}/s; {cpu})"
     bench.log(f"  {run.label}: {summary}" + "".join(f"; {note}" for note in outcome.notes()))

@@ -8,7 +8,10 @@
   connections and close every open one with ERROR ``server restarting``, ``reconnect: later`` and a
   ``retry-after`` drawn over ``DRAIN_WINDOW``, then close 1012 (Service Restart): the clients come back to the
   other servers spread over the window instead of all at once. After a signal, the server's own shutdown follows
-  once the closes are written.
+  once the closes are written. In a gunicorn worker SIGQUIT drains too: gunicorn's master sends it for a quick
+  shutdown (on its own SIGINT or SIGQUIT), and uvicorn's worker would otherwise ignore it until the master kills it.
+- **Listen backlog.** The first connection of a process also has :mod:`..backlog` check, once, that the listening
+  socket's backlog can hold a storm (one log line, a warning naming the fix when it cannot).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import asyncio
 import logging
 import random
 import signal
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .. import backlog
 from ..close_reasons import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, RECONNECT_LATER
 from ..conf import get_config
 
@@ -105,6 +110,7 @@ def gate() -> Gate:
         found = _gates[loop] = Gate()
         if get_config().drain_on_signals:
             install_signal_handlers(loop)
+        backlog.check_once()
     return found
 
 
@@ -141,27 +147,41 @@ async def _drain_gate(found: Gate, window: float) -> int:
 
 
 def install_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
-    """On SIGTERM and SIGINT: drain, let the closes be written, then hand the signal to the handler that was there
-    (the server's own shutdown: daphne's reactor, uvicorn's or gunicorn's worker). Once per process."""
+    """On SIGTERM and SIGINT (and SIGQUIT in a gunicorn worker): drain, let the closes be written, then hand the
+    signal to the handler that was there (the server's own shutdown: daphne's reactor, uvicorn's or gunicorn's
+    worker). Once per process."""
     global _signals_installed
     if _signals_installed:
         return
     _signals_installed = True
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous = signal.getsignal(sig)
-            signal.signal(sig, _on_signal(loop, previous))
-        except (ValueError, OSError):  # not the main thread: the server keeps its own handling
-            logger.info("django-stomp-push: cannot drain on %s here (not the main thread)", sig.name)
-            return
+    state = {"draining": False}  # one drain per process, whichever signal comes first
+    try:
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig, handler in previous.items():
+            signal.signal(sig, _on_signal(loop, handler, state))
+        if in_gunicorn_worker():
+            # uvicorn's worker takes SIGQUIT (through the loop) only to set a flag that nothing reads: after the
+            # drain, the worker stops as on SIGTERM, through the server's SIGTERM handler.
+            signal.signal(signal.SIGQUIT, _on_signal(loop, previous[signal.SIGTERM], state, signal.SIGTERM))
+    except (ValueError, OSError):  # not the main thread: the server keeps its own handling
+        logger.info("django-stomp-push: cannot drain on signals here (not the main thread)")
 
 
-def _on_signal(loop: asyncio.AbstractEventLoop, previous: Any) -> Callable[[int, Any], None]:
-    state = {"draining": False}
+def in_gunicorn_worker() -> bool:
+    """This process is a gunicorn worker (its master imported the arbiter before forking it)."""
+    return "gunicorn.arbiter" in sys.modules
+
+
+def _on_signal(
+    loop: asyncio.AbstractEventLoop, previous: Any, state: dict[str, bool], forward: int | None = None
+) -> Callable[[int, Any], None]:
+    """A signal handler: the first signal drains and then calls ``previous`` (with ``forward`` instead of the signal
+    received, when given); a later one calls ``previous`` at once."""
 
     def handle(signum: int, frame: Any) -> None:
+        passed = signum if forward is None else forward
         if state["draining"]:  # a second signal: do what the server would have done at once
-            _call(previous, signum, frame)
+            _call(previous, passed, frame)
             return
         state["draining"] = True
 
@@ -170,7 +190,7 @@ def _on_signal(loop: asyncio.AbstractEventLoop, previous: Any) -> Callable[[int,
                 if (await adrain()) > 0:
                     await asyncio.sleep(SIGNAL_GRACE)  # the writers send the ERROR frames and the closes
             finally:
-                _call(previous, signum, frame)
+                _call(previous, passed, frame)
 
         loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop()))
 
