@@ -47,6 +47,8 @@ class Layer:
     label: str
     redis: bool
     processes: int
+    #: ``layer_config(layer=...)`` of our servers ("core" or "pubsub"; the textbook server always runs core).
+    kind: str = "core"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ LAYERS = {
         Layer("memory", "in-memory layer, 1 process", redis=False, processes=1),
         Layer("redis", "channels-redis, 1 process", redis=True, processes=1),
         Layer("redis-2p", "channels-redis, 2 processes", redis=True, processes=2),
+        Layer("pubsub", "channels-redis pub/sub, 1 process", redis=True, processes=1, kind="pubsub"),
+        Layer("pubsub-2p", "channels-redis pub/sub, 2 processes", redis=True, processes=2, kind="pubsub"),
     )
 }
 #: The bare server and RabbitMQ have no channel layer: they run in one process only.
@@ -117,6 +121,8 @@ TARGETS_OF_LAYER = {
     "memory": ("websockets", "rabbitmq", "textbook", "ours"),
     "redis": ("textbook", "ours"),
     "redis-2p": ("textbook", "ours"),
+    "pubsub": ("ours",),
+    "pubsub-2p": ("ours",),
 }
 
 
@@ -203,7 +209,7 @@ def deploy(
         with _rabbitmq(logs, name) as deployment:
             yield deployment
         return
-    env = {**(env or {}), **({"REDIS_URL": redis.url} if layer.redis and redis else {})}
+    env = {**(env or {}), **({"REDIS_URL": redis.url, "REDIS_LAYER": layer.kind} if layer.redis and redis else {})}
     if layer.redis and redis:
         redis.flush()
     processes: list[Process] = []

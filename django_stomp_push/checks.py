@@ -21,6 +21,9 @@ stomp_push.W008           ``daphne`` is not in ``INSTALLED_APPS`` (with ``DEBUG`
 stomp_push.W009           ``ASGI_APPLICATION`` is not set
 stomp_push.W010           the ASGI application mounts no ``StompConsumer`` this check can find
 stomp_push.W011           ``TOPIC_PREFIX`` is deprecated: use ``BROKER_PREFIXES``
+stomp_push.W012           ``net.core.somaxconn`` caps every listen backlog below a storm's (``check --deploy``)
+stomp_push.W013           the pub/sub layer's ``CONFIG`` has core-layer options it ignores (capacity, expiry)
+stomp_push.W014           channels-redis release not verified for the pub/sub publisher (pushes not pipelined)
 ========================  ===================================================================================
 
 daphne, uvicorn and gunicorn run no system checks: :func:`startup_errors` is what
@@ -38,6 +41,7 @@ from django.conf import settings
 from django.core import checks
 
 TAG = "stomp_push"
+PUBSUB_BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
 @checks.register(TAG)
@@ -146,12 +150,48 @@ def _check_layer(config: Any) -> list[checks.CheckMessage]:
             checks.Warning(
                 "The in-memory channel layer reaches only its own process: pushes from other processes "
                 "(workers, cron, shell) and session closes from other servers never arrive.",
-                hint="Use channels_redis.core.RedisChannelLayer in production.",
+                hint="Use channels-redis in production: django_stomp_push.redis.layer_config(url, layer='pubsub').",
                 id="stomp_push.W001",
             )
         )
-    if "channels_redis" in backend:
+    if backend == PUBSUB_BACKEND:
+        messages += _check_pubsub(entry.get("CONFIG") or {})
+    elif "channels_redis" in backend:
         messages += _check_redis_hosts(entry.get("CONFIG") or {})
+    return messages
+
+
+#: Options of channels-redis's core layer that its pub/sub layer accepts and ignores.
+CORE_ONLY_OPTIONS = ("capacity", "channel_capacity", "expiry", "group_expiry")
+
+
+def _check_pubsub(config: dict[str, Any]) -> list[checks.CheckMessage]:
+    """The pub/sub layer has no capacity, no message expiry and no group expiry: say so when the CONFIG sets them
+    (they belong to RedisChannelLayer), and whether pushes can be pipelined with the installed channels-redis."""
+    from .redis import PUBSUB_VERIFIED as VERIFIED
+    from .redis import unverified_pubsub_version as unverified_version
+
+    messages: list[checks.CheckMessage] = []
+    ignored = [name for name in CORE_ONLY_OPTIONS if name in config]
+    if ignored:
+        messages.append(
+            checks.Warning(
+                f"RedisPubSubChannelLayer ignores {', '.join(ignored)}: a pub/sub message is delivered to the "
+                "processes subscribed at that moment or to nobody, never queued, and group members do not expire.",
+                hint="Remove them, or use layer_config(url, layer='pubsub') (see 'Choosing a channel layer').",
+                id="stomp_push.W013",
+            )
+        )
+    installed = unverified_version()
+    if installed is not None:
+        messages.append(
+            checks.Warning(
+                f"channels-redis {installed} is not a release the pipelined pub/sub publisher was verified with "
+                f"({', '.join(VERIFIED)}): if its group layout changed, each push costs a round trip of its own.",
+                hint="Run the package's tests/test_pubsub_seam.py with this release, or pin channels-redis.",
+                id="stomp_push.W014",
+            )
+        )
     return messages
 
 
@@ -232,3 +272,11 @@ def _session_model_problem(engine: Any) -> str | None:
         f"SESSION_ENGINE {settings.SESSION_ENGINE!r} keeps sessions in the model {model._meta.label}, "
         f"but {app!r} is not in INSTALLED_APPS"
     )
+
+
+@checks.register(TAG, deploy=True)
+def check_listen_backlog(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``manage.py check --deploy``: the kernel's cap on listen backlogs (``stomp_push.W012``, Linux)."""
+    from .backlog import check_somaxconn
+
+    return check_somaxconn(app_configs, **kwargs)

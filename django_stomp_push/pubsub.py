@@ -15,8 +15,8 @@ The message format is channels-redis's own: the channel of group ``g`` is ``{pre
 ``channels_redis.utils._consistent_hash(channel, len(hosts))``, serialized by the layer's ``serialize()``. That
 layout is private to channels-redis, so it is checked once per layer against the installed channels-redis
 (:func:`layout_matches`): if it differs, pushes go through the layer's own ``group_send`` (correct, unbatched) and
-one warning says so. :data:`VERIFIED` lists the versions whose layout was read; tests/test_pubsub_seam.py fails
-when the installed version is not among them.
+one warning says so. ``django_stomp_push.redis.PUBSUB_VERIFIED`` lists the versions whose layout was read;
+tests/test_pubsub_seam.py fails when the installed version is not among them.
 """
 
 from __future__ import annotations
@@ -35,18 +35,8 @@ from redis.exceptions import TimeoutError as RedisTimeout
 logger = logging.getLogger("django_stomp_push")
 
 BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
-#: channels-redis versions whose pub/sub channel naming and sharding this module reproduces.
-VERIFIED = ("4.2", "4.3")
 #: PUBLISH commands per pipeline at most (a huge burst leaves in several round trips, not one giant one).
 MAX_BATCH = 512
-
-
-def unverified_version() -> str | None:
-    """The installed channels-redis version when its release series is not in :data:`VERIFIED`, else None."""
-    from importlib.metadata import version
-
-    installed = version("channels-redis")
-    return None if ".".join(installed.split(".")[:2]) in VERIFIED else installed
 
 
 class Shard:

@@ -26,6 +26,8 @@ from .layer_messages import HUB_CHANNEL_CAPACITY, HUB_CHANNEL_PREFIX
 BLOCKING_READ_SECONDS = 5
 SOCKET_TIMEOUT = 30
 MAX_CONNECTIONS = 1000
+#: channels-redis release series whose pub/sub group layout django_stomp_push.pubsub reproduces.
+PUBSUB_VERIFIED = ("4.2", "4.3")
 #: ``layer_config(layer=...)``: the channels-redis layer classes.
 LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
@@ -69,7 +71,7 @@ def _load_defaults_alone() -> ModuleType | None:
 def layer_config(
     url: str | list[str],
     *,
-    layer: str = "core",
+    layer: str = "pubsub",
     capacity: int = 1000,
     expiry: int = 60,
     group_expiry: int = 86400,
@@ -78,10 +80,11 @@ def layer_config(
 ) -> dict[str, Any]:
     """A ``CHANNEL_LAYERS`` entry for channels-redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-    ``layer="pubsub"`` builds channels-redis's pub/sub layer (``RedisPubSubChannelLayer``): a push costs Redis one
-    PUBLISH whatever the number of server processes (see "Choosing a channel layer" in the deployment docs);
-    ``capacity``, ``expiry`` and ``group_expiry`` belong to the core layer and are not used by it. A list of URLs
-    shards the groups over several Redis servers (each group lives on one of them).
+    ``layer="pubsub"`` (the default) builds channels-redis's pub/sub layer (``RedisPubSubChannelLayer``): a push
+    costs Redis one PUBLISH whatever the number of server processes, and receiving it costs each process a fraction
+    of what the core layer's does (see "Choosing a channel layer" in the deployment docs). ``layer="core"`` builds
+    ``RedisChannelLayer``; ``capacity``, ``expiry`` and ``group_expiry`` are its options, not used by pub/sub.
+    A list of URLs shards the groups over several Redis servers (each group lives on one of them).
     """
     if layer not in LAYERS:
         raise ValueError(f"layer must be one of {', '.join(map(repr, LAYERS))}, not {layer!r}")
@@ -113,6 +116,15 @@ def layer_config(
             "channel_capacity": {HUB_CHANNEL_PREFIX + ".*": HUB_CHANNEL_CAPACITY},
         },
     }
+
+
+def unverified_pubsub_version() -> str | None:
+    """The installed channels-redis version when its release series is not in :data:`PUBSUB_VERIFIED`, else None
+    (read from the package metadata: the system checks leave redis-py unimported)."""
+    from importlib.metadata import version
+
+    installed = version("channels-redis")
+    return None if ".".join(installed.split(".")[:2]) in PUBSUB_VERIFIED else installed
 
 
 def broken_host_settings(config: dict[str, Any]) -> list[str]:

@@ -121,7 +121,7 @@ def test_the_other_checks_go_on_with_the_valid_keys():
 def test_w001_warns_about_the_in_memory_layer_without_debug():
     found = messages(DEBUG=False)
     assert "stomp_push.W001" in found
-    assert "channels_redis" in found["stomp_push.W001"].hint
+    assert "layer_config" in found["stomp_push.W001"].hint
 
 
 def test_w001_stays_quiet_with_debug():
@@ -197,7 +197,9 @@ def test_w005_warns_about_a_socket_timeout_no_longer_than_the_blocking_read():
 
 
 def test_w005_stays_quiet_for_layer_config():
-    assert "stomp_push.W005" not in messages(CHANNEL_LAYERS={"default": layer_config("redis://localhost:6379")})
+    for layer in ("core", "pubsub"):
+        entry = layer_config("redis://localhost:6379", layer=layer)
+        assert "stomp_push.W005" not in messages(CHANNEL_LAYERS={"default": entry})
 
 
 # -- the others ----------------------------------------------------------------------------------------------
@@ -354,3 +356,38 @@ def test_the_check_imports_an_asgi_module_with_errors_and_reports_them_as_messag
     assert len(ids) == len(set(ids))  # each once: the import raised nothing that was reported again
     assert "tests.asgi_for_checks" in sys.modules  # imported, so its application was looked at
     assert not {"stomp_push.W003", "stomp_push.W010", "stomp_push.E005"} & set(ids)
+
+
+def test_w013_names_the_core_layer_options_the_pubsub_layer_ignores():
+    entry = layer_config("redis://localhost:6379", layer="pubsub")
+    assert "stomp_push.W013" not in messages(CHANNEL_LAYERS={"default": entry})
+    entry["CONFIG"].update(capacity=100, group_expiry=10)
+    found = [m for m in check(CHANNEL_LAYERS={"default": entry}) if m.id == "stomp_push.W013"]
+    assert len(found) == 1 and "capacity, group_expiry" in found[0].msg
+
+
+def test_w005_does_not_apply_to_the_pubsub_layer_which_has_no_blocking_read():
+    hosts = [{"address": "redis://localhost:6379", "socket_timeout": 2}]
+    layers = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": hosts}}}
+    assert "stomp_push.W005" not in messages(CHANNEL_LAYERS=layers)
+
+
+def test_w014_warns_when_the_installed_channels_redis_is_not_verified(monkeypatch):
+    from django_stomp_push import redis
+
+    layers = {"default": layer_config("redis://localhost:6379", layer="pubsub")}
+    assert "stomp_push.W014" not in messages(CHANNEL_LAYERS=layers)
+    monkeypatch.setattr(redis, "PUBSUB_VERIFIED", ("0.1",))
+    found = [m for m in check(CHANNEL_LAYERS=layers) if m.id == "stomp_push.W014"]
+    assert len(found) == 1 and "not a release" in found[0].msg
+
+
+def test_w012_is_a_deploy_check_of_the_kernels_backlog_cap(monkeypatch):
+    from django.core import checks as django_checks
+
+    from django_stomp_push import backlog
+
+    monkeypatch.setattr(backlog, "somaxconn", lambda: 128)
+    deploy = [m.id for m in django_checks.run_checks(tags=["stomp_push"], include_deployment_checks=True)]
+    assert "stomp_push.W012" in deploy
+    assert "stomp_push.W012" not in [m.id for m in django_checks.run_checks(tags=["stomp_push"])]

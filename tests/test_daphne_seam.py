@@ -7,6 +7,7 @@ fallback (the plain ASGI send) delivers the same frames and still bounds what a 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import string
 import time
@@ -199,7 +200,10 @@ class FallbackDaphne(DaphneServer):
 
 @pytest.fixture(params=["fast path", "fallback"])
 def server(request, redis_server, project_factory, daphne_factory):
-    project = project_factory(redis_server.url)
+    # Every byte must arrive: room for the whole burst (7 MB, published faster than one client reads it), so that
+    # the slow-consumer limit (tested on its own below) does not end the connection first.
+    roomy = {"STOMP_PUSH_JSON": json.dumps({"OUTBOUND_BUFFER_SIZE": 32 * 1024 * 1024})}
+    project = project_factory(redis_server.url, **roomy)
     if request.param == "fast path":
         yield daphne_factory(project)
         return

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest
 
 
 async def test_pushes_and_session_close_still_arrive_after_group_expiry(redis_server, alice, login):
-    layers = {"default": layer_config(redis_server.url, group_expiry=1)}
+    layers = {"default": layer_config(redis_server.url, layer="core", group_expiry=1)}
     with override_settings(CHANNEL_LAYERS=layers, STOMP_PUSH={"GROUP_REFRESH_INTERVAL": 0.3}):
         key = await database_sync_to_async(login)(alice)
         client = StompTestClient(key)

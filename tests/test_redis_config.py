@@ -36,7 +36,7 @@ async def idle_then_push(alice, login) -> tuple[bytes, int]:
 
 
 async def test_layer_config_keeps_the_receive_loop_alive_when_idle(redis_server, alice, login):
-    layers = {"default": layer_config(redis_server.url)}
+    layers = {"default": layer_config(redis_server.url, layer="core")}
     assert broken_host_settings(layers["default"]["CONFIG"]) == []
     with override_settings(CHANNEL_LAYERS=layers):
         body, errors = await idle_then_push(alice, login)

@@ -38,7 +38,7 @@ WARMUP = 50
 TARGET_CPU_MS = 0.2
 DESTINATION = "/topic/push-bench"
 #: the layers this scenario runs on, from the run's choices (two processes add nothing to a caller's cost)
-LAYER_OF = {"memory": "memory", "redis": "redis", "redis-2p": "redis"}
+LAYER_OF = {"memory": "memory", "redis": "redis", "redis-2p": "redis", "pubsub": "pubsub", "pubsub-2p": "pubsub"}
 
 #: argv: way ("push" or "async_to_sync"), pushes, warm-up pushes, destination; prints the measured figures
 PUSHER = """
@@ -129,9 +129,10 @@ def _subscribed(bench: Bench, layer: str) -> Iterator[tuple[Subscriber | None, R
             subscriber.close()
 
 
-def _push(way: Way, pushes: int, redis: Redis | None) -> dict[str, float]:
+def _push(way: Way, pushes: int, redis: Redis | None, layer: str = "redis") -> dict[str, float]:
     root = TARGETS[way.target].root
-    env = django_env(SETTINGS, {"PYTHONPATH": pythonpath(root), **({"REDIS_URL": redis.url} if redis else {})})
+    on_redis = {"REDIS_URL": redis.url, "REDIS_LAYER": LAYERS[layer].kind} if redis else {}
+    env = django_env(SETTINGS, {"PYTHONPATH": pythonpath(root), **on_redis})
     argv = [sys.executable, "-c", PUSHER, way.call, str(pushes), str(WARMUP), DESTINATION]
     done = subprocess.run(
         argv, cwd=root, env=env, capture_output=True, text=True, timeout=60 + pushes * 0.05, check=False
@@ -175,7 +176,7 @@ def run(bench: Bench) -> list[Table]:
                     shift = repeat % len(columns)
                     for way in columns[shift:] + columns[:shift]:
                         label = f"push_sync #{repeat + 1} {layer} {way.key}"
-                        _measure(bench, way, pushes, subscriber, redis, (cpu_table, wall_table), row, label)
+                        _measure(bench, way, pushes, subscriber, redis, (cpu_table, wall_table), row, label, layer)
             except Exception as exc:  # the server or its subscriber failed: the row's cells not measured fail
                 bench.failures += 1
                 bench.log(f"  push_sync #{repeat + 1} {layer}: failed: {type(exc).__name__}: {exc}")
@@ -195,12 +196,13 @@ def _measure(
     tables: tuple[Table, Table],
     row: str,
     label: str,
+    layer: str = "redis",
 ) -> None:
     cpu_table, wall_table = tables
     before = subscriber.received if subscriber else 0
     redis_before = procstat.usage(redis.process.pid).cpu_s if redis else 0.0
     try:
-        figures = _push(way, pushes, redis)
+        figures = _push(way, pushes, redis, layer)
     except Exception as exc:
         bench.failures += 1
         reason = f"{type(exc).__name__}: {exc}"

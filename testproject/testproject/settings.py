@@ -63,7 +63,7 @@ if os.environ.get("REDIS_URL"):
     from django_stomp_push.redis import layer_config
 
     # REDIS_LAYER: "core" (channels-redis's RedisChannelLayer) or "pubsub" (its RedisPubSubChannelLayer).
-    CHANNEL_LAYERS = {"default": layer_config(os.environ["REDIS_URL"], layer=os.environ.get("REDIS_LAYER", "core"))}
+    CHANNEL_LAYERS = {"default": layer_config(os.environ["REDIS_URL"], layer=os.environ.get("REDIS_LAYER", "pubsub"))}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

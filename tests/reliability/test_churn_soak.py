@@ -102,7 +102,7 @@ def test_churn_during_a_sustained_broadcast_loses_nothing_and_leaks_nothing(
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * CLIENTS:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * CLIENTS), hard))  # inherited by daphne
-    project = project_factory(redis_server.url)
+    project = project_factory(redis_server.url, REDIS_LAYER="core")  # reads the core layer's keys
     server = daphne_factory(project)
     pid = server.process.pid
     # Survivors and churners use different sessions, so the churners' session groups must go when they do.

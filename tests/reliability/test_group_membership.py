@@ -63,7 +63,7 @@ async def until(condition, timeout: float, what) -> None:
 def test_a_mass_drop_of_subscribed_clients_leaves_its_groups_without_failing_anyone_else(
     redis_server, project_factory, daphne_factory
 ):
-    project = project_factory(redis_server.url)
+    project = project_factory(redis_server.url, REDIS_LAYER="core")  # reads the core layer's keys
     server = daphne_factory(project)
     pid = server.process.pid
     innocent_key = server.login("alice", DEMO_PASSWORDS["alice"]).session_key

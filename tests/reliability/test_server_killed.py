@@ -18,7 +18,7 @@ PER_SERVER = 3
 def test_killing_one_server_leaves_the_other_serving_and_its_clients_reconnect(
     redis_server, project_factory, daphne_factory
 ):
-    project = project_factory(redis_server.url)
+    project = project_factory(redis_server.url, REDIS_LAYER="core")  # reads the core layer's keys
     doomed, survivor = daphne_factory(project), daphne_factory(project)
     alice = survivor.login("alice", DEMO_PASSWORDS["alice"])
     destination = "/topic/kill"
