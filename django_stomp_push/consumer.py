@@ -44,7 +44,7 @@ class AsgiWebSocket:
             self._daphne.write_through()
             if self._daphne.fast:
                 # The push path's one call per frame: daphne's synchronous send itself, no wrapper in between.
-                self.send_now = self._daphne.send_frame  # type: ignore[method-assign]
+                self.send_now = self._daphne.send_frame  # type: ignore[method-assign, assignment]
 
     async def send(self, frame: str | bytes) -> None:
         await self._send(_message(frame))
@@ -75,7 +75,7 @@ def _message(frame: str | bytes) -> dict[str, Any]:
     return {"type": "websocket.send", "bytes": frame}
 
 
-class StompConsumer(AsyncConsumer):
+class StompConsumer(AsyncConsumer):  # type: ignore[misc]  # channels is untyped
     """A STOMP 1.0/1.1/1.2 endpoint bound to the Django session of the WebSocket's cookie.
 
     Use it through :func:`django_stomp_push.routing.stomp_application` (or ``StompConsumer.as_asgi()`` inside

@@ -132,7 +132,7 @@ def send_in_order(group: str, message: dict[str, Any], alias: str | None = None)
         return None
     publisher = _publisher(layer, alias)
     if publisher is not None:
-        return publisher.group_send(group, message)
+        return publisher.group_send(group, message)  # type: ignore[no-any-return]
     return layer.group_send(group, message)  # type: ignore[no-any-return]
 
 

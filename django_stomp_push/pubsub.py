@@ -60,7 +60,7 @@ class Shard:
 
     async def _send(self) -> None:
         while self.queue:
-            batch = []
+            batch: list[tuple[str, bytes, asyncio.Future[None]]] = []
             while self.queue and len(batch) < MAX_BATCH:
                 entry = self.queue.popleft()
                 if not entry[2].cancelled():
@@ -115,7 +115,7 @@ class Publisher:
     def group_send(self, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
         """Queue ``message`` for ``group``; the future is done once Redis took it (or failed with the error)."""
         channel = f"{self.prefix}__group__{group}"
-        shard = self.shards[_consistent_hash(channel, len(self.shards))]
+        shard: Shard = self.shards[_consistent_hash(channel, len(self.shards))]
         return shard.publish(channel, self.layer.serialize(message))
 
     async def close(self) -> None:

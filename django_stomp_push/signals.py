@@ -89,7 +89,7 @@ def on_session_deleted(sender: Any, instance: Any, using: str = "default", **kwa
     expired = instance.expire_date is not None and instance.expire_date <= timezone.now()
     reason = SESSION_EXPIRED if expired else SESSION_ENDED
     connection = transaction.get_connection(using)
-    pending = getattr(connection, "_stomp_push_deleted", None)
+    pending: Any = getattr(connection, "_stomp_push_deleted", None)
     # A rolled-back transaction drops its on_commit callbacks: start a new batch when ours is no longer queued.
     queued = pending is not None and any(item[1] == pending.broadcast for item in connection.run_on_commit)
     if not queued:

@@ -228,7 +228,7 @@ def _copy_outcome(source: asyncio.Future[None], target: Future[None]) -> None:
     if source.cancelled():
         target.set_exception(TimeoutError("the send was cancelled"))
     elif source.exception() is not None:
-        target.set_exception(source.exception())  # type: ignore[arg-type]
+        target.set_exception(source.exception())
     else:
         target.set_result(None)
 

@@ -170,4 +170,5 @@ class SessionBinding:
 
 async def find_swept(session_keys: list[str]) -> set[str]:
     """Which of ``session_keys`` a sweep deleted (the hub asks after each sweep notice)."""
-    return await database_sync_to_async(swept_keys)(session_keys)
+    swept: set[str] = await database_sync_to_async(swept_keys)(session_keys)
+    return swept

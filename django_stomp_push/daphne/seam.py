@@ -27,7 +27,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -64,7 +64,7 @@ def frame(opcode: int, payload: bytes) -> bytes:
 
 def held(transport: Any) -> int:
     """Bytes Twisted still holds for the client of ``transport`` (not yet taken by the socket)."""
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return cast(int, len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
 
 def installed_versions() -> dict[str, str]:
@@ -276,14 +276,14 @@ def _buffer_failure() -> str | None:
             self.room -= taken
             return taken
 
-    probe = Probe(reactor=object())  # never used: the probe neither reads nor schedules
+    probe = Probe(reactor=cast(Any, object()))  # never used: the probe neither reads nor schedules
     # (bytes written, bytes the socket then takes, bytes Twisted must still hold)
     for data, room, expected in ((b"a" * 100, 0, 100), (b"", 30, 70), (b"b" * 5, 0, 75), (b"", 1 << 20, 0)):
         if data:
             probe.write(data)
         if room:
             probe.room = room
-            probe.doWrite()
+            probe.doWrite()  # type: ignore[no-untyped-call]
         if held(probe) != expected:
             return f"Twisted's buffer fields count {held(probe)} bytes where its write()/doWrite() hold {expected}"
     return None

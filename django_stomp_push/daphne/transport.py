@@ -62,7 +62,7 @@ class WriteBufferWatch:
         from twisted.internet.interfaces import IConsumer
 
         transport = protocol.transport
-        stats = getattr(protocol, "trafficStats", None)
+        stats: Any = getattr(protocol, "trafficStats", None)
         if not IConsumer.providedBy(transport) or not isinstance(getattr(stats, "outgoingOctetsWireLevel", None), int):
             return None
         high_water = getattr(transport, "bufferSize", None)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
@@ -69,7 +69,7 @@ setting_changed.connect(_reset, dispatch_uid="django_stomp_push.sessions")
 
 def engine_name() -> str:
     """The last part of ``SESSION_ENGINE`` ("db", "cached_db", "cache", "file", "signed_cookies", ...)."""
-    return settings.SESSION_ENGINE.rsplit(".", 1)[-1]
+    return cast(str, settings.SESSION_ENGINE).rsplit(".", 1)[-1]
 
 
 def store_class() -> type[SessionBase]:

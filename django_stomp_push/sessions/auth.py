@@ -7,8 +7,8 @@ at its next request, and a connection bound to one of them must close too.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import Any
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
@@ -49,7 +49,7 @@ def _sign_in(data: dict[str, Any]) -> SignIn | None:
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
     try:
-        return backend_path, get_user_model()._meta.pk.to_python(data[SESSION_KEY])
+        return cast(SignIn, (backend_path, get_user_model()._meta.pk.to_python(data[SESSION_KEY])))
     except ValidationError:
         return None
 
@@ -61,7 +61,7 @@ def _users(sign_ins: set[SignIn]) -> dict[SignIn, Any]:
         ids_of.setdefault(backend_path, set()).add(user_id)
     users: dict[SignIn, Any] = {}
     for backend_path, ids in ids_of.items():
-        backend = load_backend(backend_path)
+        backend: Any = load_backend(backend_path)
         if _fetches_by_pk(backend):
             manager = get_user_model()._default_manager
             for user in manager.filter(pk__in=ids):
@@ -89,5 +89,5 @@ def _hash_matches(user: Any, session_hash: str | None) -> bool:
         return False
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
         return True
-    fallbacks = getattr(user, "get_session_auth_fallback_hash", list)()
+    fallbacks: Iterable[str] = getattr(user, "get_session_auth_fallback_hash", list)()
     return any(constant_time_compare(session_hash, fallback) for fallback in fallbacks)

@@ -19,10 +19,10 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 
 
 class Deletion(ABC):
@@ -38,7 +38,7 @@ class Deletion(ABC):
         """Delete about ``batch_size`` expired rows per step; yield how many each step deleted."""
 
 
-def _raw_delete(rows: QuerySet) -> int:
+def _raw_delete(rows: QuerySet[Any]) -> int:
     # QuerySet.delete() goes through the deletion Collector, which loads every row and sends post_delete for each
     # while a receiver is connected (ours is): at 100,000 rows, 15 to 20 times the time of the one DELETE (see
     # docs/expire-command.md). _raw_delete is the statement Django's own fast delete runs; Django has no public
@@ -77,7 +77,7 @@ class ExpiryRanges(Deletion):
                 count = _raw_delete(sessions.filter(pk__in=page, expire_date__lt=self.now))
             yield count
 
-    def _key_page(self, keys: QuerySet) -> Any:
+    def _key_page(self, keys: QuerySet[Any]) -> Any:
         """The keys of a batch by key, as the ``IN`` of the delete takes them: a subquery."""
         return keys
 
@@ -86,7 +86,7 @@ class MySQLKeyLists(ExpiryRanges):
     """:class:`ExpiryRanges` on MySQL, whose batches by key are lists of keys: MySQL has no ``LIMIT`` in an ``IN``
     subquery."""
 
-    def _key_page(self, keys: QuerySet) -> Any:
+    def _key_page(self, keys: QuerySet[Any]) -> Any:
         return list(keys)
 
 
@@ -114,7 +114,7 @@ class TableOrderRanges(Deletion):
         starts = self._ranges(batch_size)
         ops = self.connection.ops
         table = ops.quote_name(self.model._meta.db_table)
-        expire_date = ops.quote_name(self.model._meta.get_field("expire_date").column)
+        expire_date = ops.quote_name(cast("Field[Any, Any]", self.model._meta.get_field("expire_date")).column)
         delete = f"DELETE FROM {table} WHERE {expire_date} < %s AND {self.position} >= {self.placeholder}"
         expired_before = ops.adapt_datetimefield_value(self.now)
         for start in starts:
@@ -143,17 +143,17 @@ class RowidRanges(TableOrderRanges):
         SQLite's planner, without statistics, would use that index for any share)."""
         first, last = _rowid_span(connection, model)
         expired = model._default_manager.using(connection.alias).filter(expire_date__lt=now)
-        return first is not None and expired.count() * 2 >= last - first + 1
+        return first is not None and expired.count() * 2 >= cast(int, last) - first + 1
 
     def _ranges(self, batch_size: int) -> range:
         first, last = _rowid_span(self.connection, self.model)
-        return range(0) if first is None else range(first, last + 1, batch_size)
+        return range(0) if first is None else range(first, cast(int, last) + 1, batch_size)
 
 
 def _rowid_span(connection: BaseDatabaseWrapper, model: type[Model]) -> tuple[int | None, int | None]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT min(rowid), max(rowid) FROM {connection.ops.quote_name(model._meta.db_table)}")
-        return cursor.fetchone()
+        return cast("tuple[int | None, int | None]", cursor.fetchone())  # (None, None) for an empty table
 
 
 class PageRanges(TableOrderRanges):
@@ -173,7 +173,7 @@ class PageRanges(TableOrderRanges):
         """Whether PostgreSQL would delete the expired rows (as ``clearsessions`` does, in one statement) by reading
         the whole table rather than through the expire_date index: when most rows have expired."""
         table = connection.ops.quote_name(model._meta.db_table)
-        expire_date = connection.ops.quote_name(model._meta.get_field("expire_date").column)
+        expire_date = connection.ops.quote_name(cast("Field[Any, Any]", model._meta.get_field("expire_date")).column)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"EXPLAIN (FORMAT JSON) DELETE FROM {table} WHERE {expire_date} < %s",
@@ -182,7 +182,7 @@ class PageRanges(TableOrderRanges):
             plan = cursor.fetchone()[0]
         if isinstance(plan, str):
             plan = json.loads(plan)
-        node = plan[0]["Plan"]
+        node: dict[str, Any] = plan[0]["Plan"]
         while node.get("Plans") and node.get("Node Type") == "ModifyTable":
             node = node["Plans"][0]
         return node.get("Node Type") == "Seq Scan"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
@@ -102,7 +102,7 @@ class DatabaseEngine(SessionEngine):
 
     @property
     def session_model(self) -> type[Model]:
-        return self.store_class.get_model_class()
+        return cast("type[Model]", self.store_class.get_model_class())  # type: ignore[attr-defined]
 
     def read(self, key: str) -> SessionState | None:
         return self.read_many([key])[key]
@@ -152,7 +152,8 @@ class CachedDatabaseEngine(DatabaseEngine):
     def _push_expiry(self, state: SessionState, now: datetime, new_expiry: datetime) -> bool:
         if not super()._push_expiry(state, now, new_expiry):
             return False
-        caches[settings.SESSION_CACHE_ALIAS].touch(self.store_class(state.key).cache_key, state.max_age)
+        cache_key = self.store_class(state.key).cache_key  # type: ignore[attr-defined]
+        caches[settings.SESSION_CACHE_ALIAS].touch(cache_key, state.max_age)
         return True
 
 
@@ -185,7 +186,7 @@ class FileEngine(SessionEngine):
 def _file_of(store: SessionBase) -> str:
     # Django has no public way to name a session's file; _key_to_file() also refuses a key with characters outside
     # VALID_KEY_CHARS, which keeps a forged cookie from naming a path outside SESSION_FILE_PATH.
-    return store._key_to_file()  # type: ignore[attr-defined]
+    return cast(str, store._key_to_file())  # type: ignore[attr-defined]
 
 
 class CacheEngine(SessionEngine):

@@ -121,7 +121,7 @@ class ServerConnection:
         frame: Frame | None = None
         try:
             # Frame by frame: a CONNECT changes how the frames after it in the same chunk are parsed.
-            while self.state is not State.CLOSED:
+            while self.state is not State.CLOSED:  # type: ignore[comparison-overlap]  # _handle() may close it
                 frame = None  # a frame the parser refuses has no receipt to answer with
                 frame = self._parser.next_frame()
                 if frame is None:
