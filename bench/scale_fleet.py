@@ -286,15 +286,22 @@ def _of_phase(kind: str, number: int) -> Callable[[dict[str, Any]], bool]:
 
 
 @contextlib.contextmanager
-def fleet(layer: str, hubs: int, logs: Path) -> Iterator[Fleet]:
+def fleet(layer: str, hubs: int, logs: Path, light: bool = False) -> Iterator[Fleet]:
     """Redis, ``hubs`` stand-ins and the pusher on ``layer``, started at once; yielded when every stand-in has
-    joined the benchmark destination's group and the pusher is set up. Logs go to ``logs`` (created)."""
+    joined the benchmark destination's group and the pusher is set up. Logs go to ``logs`` (created).
+
+    ``light``: instead of K hub processes, one process with K subscribers that only read (:mod:`bench.scale_light`,
+    pub/sub layer only)."""
     logs.mkdir(parents=True, exist_ok=True)
     redis = Redis(logs)
     children: list[Child] = []
     try:
         env = django_env(SETTINGS, {"REDIS_URL": redis.url, "BENCH_SCALE_LAYER": layer})
-        children += [Child(f"hub {i + 1}", "bench.scale_hub", env, logs / f"hub-{i + 1}.log") for i in range(hubs)]
+        if light:
+            light_env = {**env, "BENCH_LIGHT_SUBSCRIBERS": str(hubs)}
+            children.append(Child(f"{hubs} readers", "bench.scale_light", light_env, logs / "readers.log"))
+        else:
+            children += [Child(f"hub {i + 1}", "bench.scale_hub", env, logs / f"hub-{i + 1}.log") for i in range(hubs)]
         children.append(Child("pusher", "bench.scale_push", env, logs / "pusher.log"))
         started = time.monotonic()
         deadline = started + READY_TIMEOUT

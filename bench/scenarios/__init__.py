@@ -29,7 +29,18 @@ class Scenario:
 
 
 def _registry() -> dict[str, Scenario]:
-    from . import connect_storm, deploy_restart, fanout, idle, latency, push_sync, scale, session_close, sweep
+    from . import (
+        connect_storm,
+        deploy_restart,
+        fanout,
+        idle,
+        latency,
+        push_sync,
+        scale,
+        scale_redis,
+        session_close,
+        sweep,
+    )
 
     scenarios = (
         fanout.SCENARIO,
@@ -42,6 +53,7 @@ def _registry() -> dict[str, Scenario]:
         deploy_restart.SCENARIO,
         push_sync.SCENARIO,
         scale.SCENARIO,
+        scale_redis.SCENARIO,
     )
     return {s.name: s for s in scenarios}
 

@@ -41,7 +41,7 @@ from ..databases import COOKIE, SETTINGS, SqliteSessions, django_env
 from ..harness import Bench
 from ..processes import Process, ServerFailed
 from ..report import Table, pct, seconds
-from ..servers import ASGI_SERVERS, REPO, TARGETS
+from ..servers import ASGI_SERVERS, LAYERS, REPO, TARGETS
 from . import Scenario
 
 
@@ -60,6 +60,8 @@ SMOKE = Plan(clients=30, drain_window=2.0, settle_s=1.0, hold_s=1.0)
 #: (a push every 10 ms would be 300,000/s, and the run would measure saturation instead of the drain)
 PUSH_EVERY_S = 0.100
 DESTINATION = "/topic/bench"
+#: two server processes on channels-redis's pub/sub layer (the recommended one)
+LAYER = "pubsub-2p"
 #: the time the pusher's last pushes have to arrive before the clients count what they lost
 DELIVERY_GRACE_S = 1.5
 #: how long after DRAIN_WINDOW the run waits for every client to be back (a slower recovery is measured; none fails)
@@ -328,7 +330,9 @@ class LoadRunner:
 
 
 def _run_once(bench: Bench, server: str, cookies: list[str], db_env: dict[str, str], plan: Plan) -> Outcome:
-    env = {**db_env, "STOMP_PUSH_JSON": json.dumps({"DRAIN_WINDOW": plan.drain_window})}
+    # Every process on the same layer: the two servers, the pusher and the restarted server.
+    settings = {"STOMP_PUSH_JSON": json.dumps({"DRAIN_WINDOW": plan.drain_window}), "REDIS_LAYER": LAYERS[LAYER].kind}
+    env = {**db_env, **settings}
     clients = len(cookies)
     ramp_timeout = 60 + clients / 50
     waits = plan.settle_s + 30 + plan.drain_window + RESUBSCRIBE_MARGIN_S + plan.hold_s + DELIVERY_GRACE_S
@@ -344,7 +348,7 @@ def _run_once(bench: Bench, server: str, cookies: list[str], db_env: dict[str, s
         "cookies": cookies,
     }
     with (
-        bench.server("ours", "redis-2p", env, server=server, app=storm.SIGNED_IN_APP) as deployment,
+        bench.server("ours", LAYER, env, server=server, app=storm.SIGNED_IN_APP) as deployment,
         contextlib.ExitStack() as stack,
     ):
         assert deployment.redis is not None

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ..harness import Bench
 from ..report import Measurement, Table, ms
-from ..servers import PYTHONPATH, REPO
+from ..servers import LAYERS, PYTHONPATH, REPO
 from . import Scenario
 
 SETTINGS = "bench.settings_ours"
@@ -81,6 +81,7 @@ def _env(db_path: Path, redis_url: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "DJANGO_DB_PATH": str(db_path),
         "REDIS_URL": redis_url,
+        "REDIS_LAYER": LAYERS["redis-2p"].kind,  # the servers' layer (bench.server sets it for them)
         "PYTHONPATH": PYTHONPATH,
     }
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from ..databases import django_env, pg_connect, pg_env, pg_unreachable
 from ..harness import Bench
 from ..report import Table, mb, seconds
-from ..servers import REPO
+from ..servers import LAYERS, REPO
 from . import Scenario
 
 PLUGIN_SETTINGS = "bench.settings_sweep"
@@ -372,7 +372,7 @@ def measure(
             deployment = stack.enter_context(bench.server("ours", "redis", server_db))
             listener = Listener(deployment.urls[0], redis.port)
             stack.callback(listener.close)
-            extra = {**extra, "REDIS_URL": redis.url}
+            extra = {**extra, "REDIS_URL": redis.url, "REDIS_LAYER": LAYERS["redis"].kind}  # the server's layer
         result = launch([sys.executable, MANAGE, command], django_env(settings, extra), log, timeout)
         if result["exit"]:
             raise SweepFailed(f"{command} exited with {result['exit']}: {_last_line(log)} (log: {log.name})")

@@ -197,3 +197,18 @@ def test_after_a_server_restart_the_page_reconnects_on_its_own(browser, demo_ser
     tab.wait_until(f"window.demo.clockCount > {ticks}", timeout=3)
     tab.screenshot("reconnected-after-restart")
     assert tab.errors == []
+
+
+def test_the_header_fits_a_phone_width_screen(browser, demo_server):
+    server = demo_server()
+    context = browser.new_context(base_url=server.http_url, viewport={"width": 360, "height": 740})
+    tab = DemoPage.sign_in(context, "alice")
+    page = tab.page
+    # Nothing sticks out sideways: the bar wraps instead of widening the page.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    header = page.locator("header.bar")
+    assert page.evaluate("(h) => h.scrollWidth <= h.clientWidth", header.element_handle())
+    for selector in ("#status", "#user", "#logout"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, (selector, box)
+    context.close()
