@@ -146,7 +146,7 @@ def pipelines(alias: str | None = None) -> bool:
         return False
     from . import pubsub
 
-    return pubsub.supported(layer, _config_of(alias))
+    return pubsub.supported(layer, _config_of(layer, alias))
 
 
 def _publisher(layer: Any, alias: str) -> Any:
@@ -155,7 +155,7 @@ def _publisher(layer: Any, alias: str) -> Any:
         return None
     from . import pubsub
 
-    return pubsub.publisher(layer, _config_of(alias))
+    return pubsub.publisher(layer, _config_of(layer, alias))
 
 
 def sync_publisher(alias: str | None, timeout: float) -> Any:
@@ -166,8 +166,13 @@ def sync_publisher(alias: str | None, timeout: float) -> Any:
         return None
     from . import pubsub
 
-    return pubsub.sync_publisher(layer, _config_of(alias), timeout)
+    return pubsub.sync_publisher(layer, _config_of(layer, alias), timeout)
 
 
-def _config_of(alias: str) -> dict[str, Any]:
-    return dict(settings.CHANNEL_LAYERS[alias].get("CONFIG") or {})
+def _config_of(layer: Any, alias: str) -> dict[str, Any]:
+    """The ``CONFIG`` ``layer`` was built from (copied once per layer: a push must not copy it)."""
+    config: dict[str, Any] | None = vars(layer).get("_stomp_push_config")
+    if config is None:
+        config = dict(settings.CHANNEL_LAYERS[alias].get("CONFIG") or {})
+        layer._stomp_push_config = config
+    return config

@@ -89,13 +89,6 @@ class Shard:
             self.client = aioredis.Redis(connection_pool=create_pool(self.host))
         return self.client
 
-    async def close(self) -> None:
-        if self.sending is not None and not self.sending.done():
-            await asyncio.wait([self.sending], timeout=1.0)
-        if self.client is not None:
-            client, self.client = self.client, None
-            await client.aclose(close_connection_pool=True)
-
 
 def _fail(batch: list[tuple[str, bytes, asyncio.Future[None]]], exc: BaseException) -> None:
     for _, _, future in batch:
@@ -117,10 +110,6 @@ class Publisher:
         channel = f"{self.prefix}__group__{group}"
         shard: Shard = self.shards[_consistent_hash(channel, len(self.shards))]
         return shard.publish(channel, self.layer.serialize(message))
-
-    async def close(self) -> None:
-        for shard in self.shards:
-            await shard.close()
 
 
 class SyncPublisher:

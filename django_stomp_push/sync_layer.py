@@ -83,9 +83,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
-def _prepare(caller: str, alias: str | None) -> _LayerLoop:
-    """Refuse a call from an event loop's thread (waiting would block that loop), build the layer, and return
-    the loop; building the layer (and importing channels-redis) here keeps it out of ``LAYER_TIMEOUT``."""
+def _prepare(caller: str, alias: str | None) -> None:
+    """Refuse a call from an event loop's thread (waiting would block that loop) and build the layer; building
+    the layer (and importing channels-redis) here keeps it out of ``LAYER_TIMEOUT``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -96,7 +96,6 @@ def _prepare(caller: str, alias: str | None) -> _LayerLoop:
             f"waits for the channel layer): use 'await a{caller}(...)' there"
         )
     get_layer(alias)
-    return _layer_loop()
 
 
 def send(group: str, message: dict[str, Any], *, caller: str, alias: str | None = None) -> None:
@@ -105,15 +104,16 @@ def send(group: str, message: dict[str, Any], *, caller: str, alias: str | None 
     Past it the send is cancelled and ``TimeoutError`` raised: a send the layer had already taken in part
     may still arrive, otherwise it is dropped. An error of the layer (e.g. ``ConnectionError``) is raised as is.
     """
-    bridge = _prepare(caller, alias)
+    _prepare(caller, alias)
     config = get_config()
     direct = sync_publisher(alias, config.layer_timeout)
-    if direct is not None:
+    if direct is not None:  # the pub/sub layer: one PUBLISH from this thread, no loop involved
         try:
             direct.group_send(group, message)
         except TimeoutError:
             raise _timed_out(caller, alias, config) from None
         return
+    bridge = _layer_loop()
     done: Future[None] = Future()
     started: list[asyncio.Future[None]] = []
 
@@ -154,7 +154,8 @@ def send_persistently(messages: list[GroupMessage], *, caller: str, what: str, a
     finish in time (the sending goes on in the background) or when too many are in the background already (dropped).
     ``what`` names them in the log ("a session end (logged out)").
     """
-    bridge = _prepare(caller, alias)
+    _prepare(caller, alias)
+    bridge = _layer_loop()
     if not bridge.background.acquire(blocking=False):
         if not bridge.dropping:
             bridge.dropping = True

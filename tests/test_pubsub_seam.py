@@ -128,3 +128,30 @@ def test_a_layout_that_does_not_match_falls_back_to_the_layers_group_send(two_re
         assert not pipelines()
         assert [m["n"] for m in asyncio.run(scenario())] == [0, 1, 2]
     assert "lays out pub/sub groups differently" in caplog.text
+
+
+def test_a_sync_send_on_the_pub_sub_layer_publishes_from_the_callers_thread_without_the_layer_loop(
+    two_redis, monkeypatch
+):
+    from django_stomp_push import sync_layer
+
+    monkeypatch.setattr(sync_layer, "_current", None)
+    urls = [two_redis[0].url]
+
+    async def subscribe():
+        return await _subscribed(["stomp_push.d.s"])
+
+    async def receive(reader, channel):
+        return await _receive(reader, channel, 3)
+
+    with override_settings(CHANNEL_LAYERS=_layers(urls)):
+        loop = asyncio.new_event_loop()
+        try:
+            reader, channel = loop.run_until_complete(subscribe())
+            for n in range(3):
+                sync_layer.send("stomp_push.d.s", {"type": "t", "n": n}, caller="push")
+            got = loop.run_until_complete(receive(reader, channel))
+        finally:
+            loop.close()
+    assert [m["n"] for m in got] == [0, 1, 2]
+    assert sync_layer._current is None, "the sync path on the pub/sub layer needs no event loop thread"
