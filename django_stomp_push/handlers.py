@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
+from .stomp.frames import FrameContent
+
 if TYPE_CHECKING:
     from .stomp import Send
 
@@ -44,8 +46,11 @@ class Sender(Protocol):
 
 
 @dataclass
-class Message:
+class Message(FrameContent):
     """A client SEND to an application destination, as a handler sees it."""
+
+    # A SEND's body that is not UTF-8 reaches the handler as text with U+FFFD in place of the invalid bytes.
+    _text_errors = "replace"
 
     connection: Sender
     frame: Send
@@ -54,18 +59,6 @@ class Message:
     @property
     def destination(self) -> str:
         return self.frame.destination
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.frame.headers
-
-    @property
-    def body(self) -> bytes:
-        return self.frame.body
-
-    @property
-    def text(self) -> str:
-        return self.frame.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
         """The body parsed as JSON (raises ``ValueError`` for invalid JSON)."""

@@ -21,6 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from .stomp import Frame, FrameParser, Limits, encode
+from .stomp.frames import FrameContent
 
 __all__ = ["ConnectionClosed", "ReceivedMessage", "StompCommunicator", "asession_key_for", "session_key_for"]
 
@@ -67,7 +68,7 @@ class ConnectionClosed(AssertionError):
 
 
 @dataclass(frozen=True)
-class ReceivedMessage:
+class ReceivedMessage(FrameContent):
     """A ``MESSAGE`` frame the client received."""
 
     frame: Frame
@@ -81,21 +82,6 @@ class ReceivedMessage:
     def subscription(self) -> str:
         """The ``subscription`` header: the id of the subscription it came on."""
         return self.frame.headers.get("subscription", "")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Every header of the frame."""
-        return self.frame.headers
-
-    @property
-    def body(self) -> bytes:
-        """The body, as bytes."""
-        return self.frame.body
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.frame.body.decode("utf-8")
 
     def json(self) -> Any:
         """The body parsed as JSON (a dict push arrives as ``application/json``)."""

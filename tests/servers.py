@@ -166,15 +166,11 @@ class Project:
         )
 
 
-@dataclass
-class DaphneServer:
-    project: Project
+class LocalUrls:
+    """The URLs of a server listening on 127.0.0.1:``port`` with the endpoint at ``/ws/stomp/``: what the clients of
+    the tests (StompJsClient, HttpSession's callers) need of a server."""
+
     port: int
-    env: dict[str, str]
-    process: subprocess.Popen | None = None
-    log_path: Path | None = None
-    #: "daphne" or "uvicorn": the ASGI server that runs testproject.asgi:application
-    server: str = "daphne"
 
     @property
     def http_url(self) -> str:
@@ -183,6 +179,17 @@ class DaphneServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/stomp/"
+
+
+@dataclass
+class DaphneServer(LocalUrls):
+    project: Project
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    #: "daphne" or "uvicorn": the ASGI server that runs testproject.asgi:application
+    server: str = "daphne"
 
     def start(self) -> DaphneServer:
         self.log_path = self.project.db_path.parent / f"{self.server}-{self.port}.log"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 from .errors import MalformedFrame
 
@@ -50,6 +51,39 @@ class Frame:
     command: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+class HeadersAndBody(Protocol):
+    """What :class:`FrameContent` reads of its ``frame``: a :class:`Frame`, or an event that carries a body."""
+
+    headers: dict[str, str]
+    body: bytes
+
+
+class FrameContent:
+    """The ``headers``, ``body`` and ``text`` of a class's ``frame``, for the classes that hand a frame to users.
+
+    ``_text_errors`` is how :attr:`text` treats bytes that are not UTF-8 (``"strict"``: it raises).
+    """
+
+    __slots__ = ()
+    frame: HeadersAndBody
+    _text_errors: ClassVar[str] = "strict"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of the frame."""
+        return self.frame.headers
+
+    @property
+    def body(self) -> bytes:
+        """The body, as bytes."""
+        return self.frame.body
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.frame.body.decode("utf-8", self._text_errors)
 
 
 def escape(value: str, version: str, command: str = "") -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.stompjs import StompJsClient, node_binary
-from tests.servers import REPO, HttpSession, RedisServer, free_port, wait_for_port
+from tests.servers import REPO, HttpSession, LocalUrls, RedisServer, free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.interop]
 
@@ -60,18 +60,10 @@ def marked_blocks(page: Path) -> list[Block]:
 
 
 @dataclass
-class Site:
+class Site(LocalUrls):
     """The quickstart project being served (what StompJsClient needs of a server)."""
 
     port: int
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/stomp/"
 
 
 @dataclass
