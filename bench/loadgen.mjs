@@ -8,17 +8,20 @@
 // workers, destination, mode ("max" | "rate" | "idle" | "storm"), rate (pushes/s), window (pushes in flight,
 // "max"), warmup_s, measure_s, heartbeat [cx, cy], connect_concurrency, ramp_timeout_s, connect_timeout_s,
 // body_size, subprotocols, stall_s, deadline_s, connect_headers (added to CONNECT, e.g. RabbitMQ's host),
-// cookies (subscriber i sends the Cookie header cookies[i]), sentinel_heartbeat_ms and sentinel_cookie ("storm"),
-// stop_file, retry_after_jitter_ms, stable_after_ms and backoff {base, cap, factor} ("reconnect").
+// cookies (subscriber i sends the Cookie header cookies[i]), sentinel_heartbeat_ms, sentinel_cookie and
+// retry_refused ("storm"), stop_file and stable_after_ms ("reconnect"), retry_after_jitter_ms and backoff
+// {base, cap, factor} ("reconnect", and "storm" with retry_refused).
 //
 // Events: warm (warm subscribers ready), ready, measure_start, measure_stop (end of the time window),
 // result {stats, after the drain}, done, error {message}.
 // "max" keeps at most `window` pushes not yet delivered to every live subscriber (closed loop), so no server
 // queue grows without bound; "rate" publishes open loop at `rate`; "idle" publishes nothing.
 // "storm" opens the subscribers (connect_concurrency at a time: all of them for a storm) and ends: its window
-// is the ramp, its result the failures by reason and each client's time from its first byte to its RECEIPT. With
-// sentinel_heartbeat_ms, one client connected before the storm heart-beats at that period throughout it and
-// reports whether it was closed and the longest silence of the server.
+// is the ramp, its result the failures by reason, the refusals (ERROR "server busy", close 1013: with
+// retry_refused a refused client tries again as the package's client helper would, see connectAll) and each
+// client's time from its first byte to its RECEIPT. With sentinel_heartbeat_ms, one client connected before the
+// storm heart-beats at that period throughout it and reports whether it was closed and the longest silence of the
+// server.
 // "reconnect" opens the subscribers (connect_concurrency at a time) as clients that reconnect the way the package's
 // client helper does (see reconnectingClients), emits ready, then dropped and resubscribed as the number of
 // subscribed clients falls below and comes back to what it was at ready; it ends when stop_file appears (JSON
@@ -29,7 +32,8 @@ import { fork } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-// The package's own client helper: what a close advises, and the backoff ("reconnect" mode reconnects as it does).
+// The package's own client helper: what a close advises, and the backoff ("reconnect" mode reconnects as it does,
+// "storm" with retry_refused retries a refused client as it does).
 import { DEFAULT_BACKOFF, backoffDelay, describeClose } from '../django_stomp_push/static/django_stomp_push/stomp-push.mjs';
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -173,6 +177,15 @@ function openStomp(url, cfg, subscribe, handlers, cookie = null) {
   });
 }
 
+// The wait in ms before the next attempt after a close (what describeClose says of it), as the package's client helper
+// decides it: `later` with a retry-after waits that plus up to `jitterMs`; anything else, the full-jitter backoff of
+// attempt number `attempt`.
+function retryDelay(close, attempt, backoff, jitterMs) {
+  return close.reconnect === 'later' && close.retryAfter !== null
+    ? close.retryAfter + Math.round(Math.random() * jitterMs)
+    : backoffDelay(attempt, backoff);
+}
+
 // ---- reconnecting clients ("reconnect" mode) --------------------------------------------------------------
 // Each client reconnects as the package's client helper (stomp-push.mjs) does, with its describeClose and
 // backoffDelay: `reconnect: never` ends it (a terminal state); `later` with a retry-after waits that many ms plus up
@@ -271,9 +284,7 @@ function reconnectingClients(cfg, specs, reportSubscribed) {
       }
       if (connectedAt !== null && Date.now() - connectedAt >= cfg.stable_after_ms) c.attempt = 0;
       if (close.reconnect === 'never') { c.state = 'terminal'; terminal++; checkRamp(); return; }
-      const delay = close.reconnect === 'later' && close.retryAfter !== null
-        ? close.retryAfter + Math.round(Math.random() * cfg.retry_after_jitter_ms)
-        : backoffDelay(c.attempt, backoff);
+      const delay = retryDelay(close, c.attempt, backoff, cfg.retry_after_jitter_ms);
       c.attempt += 1;
       c.state = 'waiting';
       await new Promise((resolve) => { c.wake = resolve; setTimeout(resolve, delay); });
@@ -356,30 +367,52 @@ async function worker() {
     error(_conn, message) { errors[message] = (errors[message] || 0) + 1; },
   };
 
-  // Opens clients [url, cookie]; returns how many succeeded, the failures by reason and a histogram of the
-  // successful ones' times from their first byte to their RECEIPT.
+  // Opens clients [url, cookie], `concurrency` at a time; returns how many succeeded, the failures by reason and a
+  // histogram of the successful ones' times from their first byte to their RECEIPT. A refusal is an ERROR advising
+  // `reconnect: later` (django-stomp-push's "server busy", then close 1013) or a close 1013 without one: `refusals`
+  // counts every refused attempt, `refused_first` the clients refused at their first. With retry_refused ("storm"),
+  // a refused client tries again as the package's client helper (stomp-push.mjs) would: after the retry-after plus
+  // up to retry_after_jitter_ms, or without a retry-after after its backoff (describeClose, backoffDelay), leaving
+  // its place among the `concurrency` while it waits; until subscribed, or until an attempt would start past
+  // ramp_timeout_s. Its time then runs from its first attempt's first byte. Any other failure ends a client.
   async function connectAll(clients) {
-    let next = 0, ok = 0, failed = 0;
+    let ok = 0, failed = 0, refusals = 0, refusedFirst = 0;
     const reasons = {};
     const took = new Array(BUCKETS).fill(0);
     const started = Date.now();
+    const lastStart = started + cfg.ramp_timeout_s * 1000;
+    const backoff = { ...DEFAULT_BACKOFF, ...cfg.backoff };
     const failure = (reason) => { failed++; reasons[reason] = (reasons[reason] || 0) + 1; };
-    const lane = async () => {
-      while (next < clients.length) {
-        const [url, cookie] = clients[next++];
-        if ((Date.now() - started) / 1000 > cfg.ramp_timeout_s) { failure('ramp timeout'); continue; }
-        try {
-          const conn = await openStomp(url, cfg, true, handlers, cookie);
+    let free = cfg.concurrency;
+    const queue = [];
+    const acquire = () => (free > 0 ? (free--, Promise.resolve()) : new Promise((resolve) => queue.push(resolve)));
+    const release = () => { const next = queue.shift(); if (next) next(); else free++; };
+    const open = async ([url, cookie]) => {
+      let firstAt = null;
+      for (let attempt = 0; ; attempt++) {
+        await acquire();
+        if (Date.now() > lastStart) { release(); failure(attempt ? 'refused until the ramp timeout' : 'ramp timeout'); return; }
+        firstAt ??= Date.now();
+        let conn = null, err = null;
+        try { conn = await openStomp(url, cfg, true, handlers, cookie); } catch (e) { err = e; }
+        release();
+        if (conn) {
           conns.push(conn);
-          took[bucketOf(conn.tookMs * 1000)]++;
+          took[bucketOf((conn.lastAt - firstAt) * 1000)]++;
           ok++;
-        } catch (err) {
-          failure(err.message);
+          return;
         }
+        const close = describeClose({ code: err.closeCode ?? 1006 }, err.stompError);
+        const refused = close.reconnect === 'later' || close.code === 1013;
+        if (refused) { refusals++; if (!attempt) refusedFirst++; }
+        if (!refused || !cfg.retry_refused) { failure(err.message); return; }
+        const delay = retryDelay(close, attempt, backoff, cfg.retry_after_jitter_ms);
+        if (Date.now() + delay > lastStart) { failure('refused until the ramp timeout'); return; }
+        await sleep(delay);
       }
     };
-    await Promise.all(Array.from({ length: cfg.concurrency }, lane));
-    return { ok, failed, errors: reasons, took };
+    await Promise.all(clients.map(open));
+    return { ok, failed, errors: reasons, took, refusals, refused_first: refusedFirst };
   }
 
   // Lowest sequence number every live subscriber has received: the publisher's window. Subscribers silent for
@@ -508,7 +541,8 @@ async function coordinator(cfg) {
       for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] || 0) + v;
       r.took.forEach((v, i) => { took[i] += v; });
     }
-    return { ok: results.reduce((a, r) => a + r.ok, 0), failed: results.reduce((a, r) => a + r.failed, 0), errors, took };
+    const sum = (k) => results.reduce((a, r) => a + r[k], 0);
+    return { ok: sum('ok'), failed: sum('failed'), errors, took, refusals: sum('refusals'), refused_first: sum('refused_first') };
   }
 
   let publisher = null, sent = 0, publishing = false, publisherClosed = null; // (shutdown() reads publisher)
@@ -665,11 +699,12 @@ async function coordinator(cfg) {
     const r = await connectRange(0, cfg.subscribers);
     const ramp = (Date.now() - t0) / 1000;
     emit('measure_stop');
-    emit('ready', { connected: r.ok, failed: r.failed, errors: r.errors, ramp_s: ramp });
+    const refused = { refusals: r.refusals, refused_first: r.refused_first };
+    emit('ready', { connected: r.ok, failed: r.failed, errors: r.errors, ramp_s: ramp, ...refused });
     const took = percentiles(r.took, [50, 90, 99, 100]);
     const sentinelSilence = sentinel.lastAt ? Math.max(sentinel.maxGapMs, Date.now() - sentinel.lastAt) : null;
     emit('result', {
-      elapsed_s: ramp, connected: r.ok, failed: r.failed, errors: r.errors, connects_per_s: r.ok / ramp,
+      elapsed_s: ramp, connected: r.ok, failed: r.failed, errors: r.errors, connects_per_s: r.ok / ramp, ...refused,
       p50_ms: took[50], p90_ms: took[90], p99_ms: took[99], max_ms: took[100],
       sentinel: sentinel.conn ? {
         closed: sentinel.closed, error: sentinel.error, max_silence_ms: sentinelSilence,

@@ -3,8 +3,11 @@
 A *storm* is loadgen.mjs's "storm" mode: N clients, each sending the cookie of a signed-in session of its own,
 ``in_flight`` of them opening at a time (all N for a storm), each doing the WebSocket handshake, CONNECT and
 SUBSCRIBE with a receipt; and one *sentinel* client, connected before the storm, heart-beating every second
-throughout it. Used by the ``connect_storm`` scenario; ``deploy_restart`` reuses the signed-in application and
-the failure kinds, with loadgen.mjs's "reconnect" mode.
+throughout it. A client refused (ERROR ``server busy`` with ``reconnect: later`` and a ``retry-after``, then close
+1013) tries again as the package's client helper (``stomp-push.mjs``) would: after the retry-after plus up to
+:data:`RETRY_AFTER_JITTER_MS`, until subscribed or until an attempt would start past the ramp timeout. Any other
+failure ends the client: it is what the storm measures. Used by the ``connect_storm`` scenario;
+``deploy_restart`` reuses the signed-in application and the failure kinds, with loadgen.mjs's "reconnect" mode.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 #: what a client waits at most for its handshake, CONNECTED and RECEIPT (a browser would wait longer still)
 CONNECT_TIMEOUT_S = 60
 SENTINEL_HEARTBEAT_MS = 1_000
+#: what a refused client adds at most to the server's retry-after: the client helper's ``retryAfterJitter`` default
+RETRY_AFTER_JITTER_MS = 1_000
 #: django-stomp-push under the signed-in settings, from any checkout (bench/portable/)
 SIGNED_IN_APP = "signed_in_asgi:application"
 #: ASGI targets a storm runs, each under every chosen ASGI server
@@ -58,13 +63,15 @@ def columns(bench: Bench) -> list[Column]:
 
 def load(clients: int, in_flight: int, cookies: list[str] | None, sentinel_cookie: str | None) -> dict[str, Any]:
     """A loadgen.mjs config: ``clients`` clients, ``in_flight`` at a time; ``cookies[i]``: client i's Cookie."""
-    ramp_timeout = 120 + clients / 20  # when the last client may still start (in_flight < clients)
+    ramp_timeout = 120 + clients / 20  # when the last attempt may still start (in_flight < clients, or a retry)
     return {
         "mode": "storm",
         "subscribers": clients,
         "connect_concurrency": in_flight,
         "connect_timeout_s": CONNECT_TIMEOUT_S,
         "ramp_timeout_s": ramp_timeout,
+        "retry_refused": True,
+        "retry_after_jitter_ms": RETRY_AFTER_JITTER_MS,
         "deadline_s": ramp_timeout + CONNECT_TIMEOUT_S + 60,
         "cookies": cookies,
         "sentinel_heartbeat_ms": SENTINEL_HEARTBEAT_MS,
@@ -89,6 +96,7 @@ _KINDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^closed (\d+) before subscribed$"), r"close \1"),
     (re.compile(r"^timeout waiting for (CONNECTED|RECEIPT)$"), r"no \1 in time"),
     (re.compile(r"^ramp timeout$"), "not started (ramp timeout)"),
+    (re.compile(r"^refused until the ramp timeout$"), "still refused at the ramp timeout"),
 ]
 
 
@@ -120,8 +128,12 @@ class Outcome:
 
     clients: int
     connected: int
+    #: clients not subscribed at the end: each failed for good (a refused client tried again until the ramp timeout)
     failed: int
     errors: dict[str, int]
+    #: refused attempts (ERROR ``server busy``, close 1013), and the clients refused at their first attempt
+    refusals: int
+    refused_first: int
     ramp_s: float
     connects_per_s: float
     p50_ms: float | None
@@ -142,6 +154,8 @@ class Outcome:
             connected=int(ready.get("connected", 0)),
             failed=int(ready.get("failed", 0)),
             errors=dict(ready.get("errors", {})),
+            refusals=int(ready.get("refusals", 0)),
+            refused_first=int(ready.get("refused_first", 0)),
             ramp_s=float(ready.get("ramp_s", 0.0)),
             connects_per_s=float(measured.get("connects_per_s") or 0.0),
             p50_ms=measured.get("p50_ms"),
@@ -165,8 +179,17 @@ class Outcome:
             notes.append(f"the client heart-beating every {every} was closed: {self.sentinel_closed}")
         return notes
 
+    def refused(self) -> dict[str, float | None]:
+        """Subscribed clients, clients refused at their first attempt, refused attempts: side figures."""
+        return {
+            "clients subscribed": self.connected,
+            "first attempts refused": self.refused_first,
+            "refusals (1013)": self.refusals,
+        }
+
     def extras(self, result: RunResult) -> dict[str, float | None]:
         return {
+            **self.refused(),
             "median client wait": self.p50_ms,
             "p99 client wait": self.p99_ms,
             "connects/s": self.connects_per_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..harness import Bench, RunResult
 from ..report import Measurement, Table, mb, pct, seconds
@@ -25,6 +26,36 @@ def columns(bench: Bench) -> dict[str, str]:
     return {key: TARGETS[key].label for key in order if key in bench.targets}
 
 
+@dataclass(frozen=True)
+class TableSet:
+    """What the tables of one scenario share: their columns, the baselines the other columns are compared with, and
+    the side figures every one of them details after its own."""
+
+    columns: dict[str, str]
+    baselines: list[str]
+    extras: dict[str, Callable[[float], str]] = field(default_factory=dict)
+
+    def table(
+        self,
+        title: str,
+        metric: str,
+        fmt: Callable[[float], str],
+        row_header: str,
+        extras: dict[str, Callable[[float], str]] | None = None,
+        note: str = "",
+    ) -> Table:
+        return Table(
+            title=title,
+            metric=metric,
+            fmt=fmt,
+            row_header=row_header,
+            columns=dict(self.columns),
+            baselines=list(self.baselines),
+            extras={**(extras or {}), **self.extras},
+            note=note,
+        )
+
+
 def server_table(
     bench: Bench,
     title: str,
@@ -34,15 +65,8 @@ def server_table(
     extras: dict[str, Callable[[float], str]] | None = None,
 ) -> Table:
     """A table with a column per server of this run, compared with the baselines, and the resource side figures."""
-    return Table(
-        title=title,
-        metric=metric,
-        fmt=fmt,
-        row_header=row_header,
-        columns=columns(bench),
-        baselines=[b for b in BASELINES if b in bench.targets],
-        extras={**(extras or {}), **RESOURCE_EXTRAS},
-    )
+    servers = TableSet(columns(bench), [b for b in BASELINES if b in bench.targets], RESOURCE_EXTRAS)
+    return servers.table(title, metric, fmt, row_header, extras)
 
 
 def layer_label(layer: str) -> str:

@@ -20,6 +20,7 @@ interleaved over (layer, K), their order turning with the repeat. ``--sizes`` ch
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from ..harness import Bench
 from ..report import Table, mb, ms, pct, rate, us
 from ..scale_fleet import Fleet, PhaseResult, fleet
 from . import Scenario
+from .common import TableSet
 
 
 @dataclass(frozen=True)
@@ -106,26 +108,7 @@ class ScaleTables:
             "stand-in. A layer whose stand-ins need more CPU per push than the machine has left at that rate falls "
             "behind: its latency then grows with the length of the measurement (details: hubs CPU)."
         )
-
-        def table(
-            title: str,
-            metric: str,
-            fmt: Callable[[float], str],
-            row_header: str,
-            extras: dict[str, Callable[[float], str]],
-            note: str,
-        ) -> Table:
-            return Table(
-                title=title,
-                metric=metric,
-                fmt=fmt,
-                row_header=row_header,
-                columns=dict(COLUMNS),
-                baselines=["core"],
-                extras={**extras, "delivered": pct},
-                note=note,
-            )
-
+        table = TableSet(COLUMNS, baselines=["core"], extras={"delivered": pct}).table
         self.redis_cpu = table(
             "Scale-out: Redis CPU per push",
             "Redis CPU per push (lower is better)",
@@ -227,12 +210,36 @@ def run(bench: Bench) -> list[Table]:
     return tables.all()
 
 
-def _phase(running: Fleet, sizes: Sizes, count: int, **command: object) -> PhaseResult:
+def _phase(running: Fleet, stall_s: float, count: int, **command: object) -> PhaseResult:
     push_timeout = 60 + count / 50  # at worst 50 pushes/s
-    return running.phase({"cmd": "push", "count": count, **command}, push_timeout, sizes.stall_s)
+    return running.phase({"cmd": "push", "count": count, **command}, push_timeout, stall_s)
 
 
-def _usage(result: PhaseResult) -> dict[str, float]:
+def measured_phase(
+    bench: Bench,
+    running: Fleet,
+    name: str,
+    fail: Callable[[str], None],
+    stall_s: float,
+    counts: tuple[int, int],
+    measured: dict[str, object] | None = None,
+    **command: object,
+) -> PhaseResult | None:
+    """Warm-up pushes, then the measured ones (``counts``), sent as ``command`` says (the measured phase with
+    ``measured`` added). A problem in either phase fails the measurement: ``fail(reason)``, counted and logged under
+    ``name``; then None."""
+    warmup, count = counts
+    warm = _phase(running, stall_s, warmup, **command)
+    result = _phase(running, stall_s, count, **command, **(measured or {})) if not warm.problems() else warm
+    if problems := result.problems():
+        fail(("warm-up: " if result is warm else "") + "; ".join(problems))
+        bench.failures += 1
+        bench.log(f"  {name}: failed: {'; '.join(problems)}")
+        return None
+    return result
+
+
+def cpu_usage(result: PhaseResult) -> dict[str, float]:
     """CPU % of one core over the window, of Redis, the stand-ins, the pusher and everything else."""
     b, a = result.before, result.after
     window = max(a.at - b.at, 1e-9)
@@ -243,6 +250,25 @@ def _usage(result: PhaseResult) -> dict[str, float]:
     }
     other = (a.machine_s - b.machine_s) - sum(figures.values())
     return {name: 100.0 * value / window for name, value in {**figures, "other CPU": max(0.0, other)}.items()}
+
+
+def push_figures(result: PhaseResult, pushes: int) -> dict[str, float]:
+    """A saturation measurement of ``pushes`` pushes: pushes/s until the last delivery, the pusher's CPU (% of its
+    wall time, its time.process_time()), Redis's and the pusher's CPU per push, and the share delivered."""
+    pushed = result.pushed
+    return {
+        "pushes/s": pushes / max(result.last_delivery - pushed["t0"], 1e-9),
+        "pusher CPU": 100.0 * pushed["cpu_s"] / max(pushed["wall_s"], 1e-9),
+        "pusher CPU per push": pushed["cpu_s"] * 1e6 / pushes,
+        "Redis CPU per push": (result.after.redis_s - result.before.redis_s) * 1e6 / pushes,
+        "delivered": 100.0 * result.received / result.expected,
+    }
+
+
+def per_push(figures: dict[str, float]) -> str:
+    """What a saturation measurement's log line says first: CPU per push of Redis and the pusher, pushes/s."""
+    redis_us, pusher_us = figures["Redis CPU per push"], figures["pusher CPU per push"]
+    return f"Redis {us(redis_us)}/push, pusher {us(pusher_us)}/push, {rate(figures['pushes/s'])} pushes/s"
 
 
 def saturation(
@@ -256,52 +282,41 @@ def saturation(
     rss: int,
     label: str,
 ) -> None:
-    how = {"mode": sender.mode, "concurrency": sender.concurrency}
-    warm = _phase(running, sizes, sizes.warmup, **how)
-    result = _phase(running, sizes, sizes.pushes, **how) if not warm.problems() else warm
     name = f"{label} {sender.key}"
-    if problems := result.problems():
-        tables.fail(k, layer, sender, ("warm-up: " if result is warm else "") + "; ".join(problems))
-        bench.failures += 1
-        bench.log(f"  {name}: failed: {'; '.join(problems)}")
+    fail = functools.partial(tables.fail, k, layer, sender)
+    how = {"mode": sender.mode, "concurrency": sender.concurrency}
+    result = measured_phase(bench, running, name, fail, sizes.stall_s, (sizes.warmup, sizes.pushes), **how)
+    if result is None:
         return
-    pushes = sizes.pushes
-    usage = _usage(result)
-    redis_us = (result.after.redis_s - result.before.redis_s) * 1e6 / pushes
-    pusher_us = result.pushed["cpu_s"] * 1e6 / pushes
-    per_second = pushes / max(result.last_delivery - result.pushed["t0"], 1e-9)
+    usage, figures = cpu_usage(result), push_figures(result, sizes.pushes)
     extras: dict[str, float | None] = {
         **usage,
-        "pushes/s": per_second,
-        "pusher CPU": 100.0 * result.pushed["cpu_s"] / max(result.pushed["wall_s"], 1e-9),
-        "hubs CPU per push": (result.after.hubs_s - result.before.hubs_s) * 1e6 / pushes,
-        "pusher CPU per push": pusher_us,
-        "Redis CPU per push": redis_us,
+        **figures,
+        "hubs CPU per push": (result.after.hubs_s - result.before.hubs_s) * 1e6 / sizes.pushes,
         "RSS per hub": rss,
-        "delivered": 100.0 * result.received / result.expected,
     }
-    for t, value in zip(tables.saturation, (redis_us, pusher_us, per_second), strict=True):
-        t.cell(row(k, sender), layer).add(value, extras)
+    for t, key in zip(tables.saturation, ("Redis CPU per push", "pusher CPU per push", "pushes/s"), strict=True):
+        t.cell(row(k, sender), layer).add(figures[key], extras)
     bench.log(
-        f"  {name}: Redis {us(redis_us)}/push, pusher {us(pusher_us)}/push, {rate(per_second)} pushes/s "
-        f"(Redis {usage['Redis CPU']:.0f}%, hubs {usage['hubs CPU']:.0f}%, pusher {extras['pusher CPU']:.0f}% CPU)"
+        f"  {name}: {per_push(figures)} (Redis {usage['Redis CPU']:.0f}%, hubs {usage['hubs CPU']:.0f}%, "
+        f"pusher {figures['pusher CPU']:.0f}% CPU)"
     )
 
 
 def latency(bench: Bench, tables: ScaleTables, running: Fleet, sizes: Sizes, layer: str, k: int, label: str) -> None:
-    warm = _phase(running, sizes, sizes.warmup, mode="async", rate=sizes.rate)
-    count = sizes.rate * sizes.rate_s
-    result = _phase(running, sizes, count, mode="async", rate=sizes.rate, latency=1) if not warm.problems() else warm
     name = f"{label} latency"
-    if problems := result.problems():
-        tables.fail(k, layer, LATENCY, ("warm-up: " if result is warm else "") + "; ".join(problems))
-        bench.failures += 1
-        bench.log(f"  {name}: failed: {'; '.join(problems)}")
+    fail = functools.partial(tables.fail, k, layer, LATENCY)
+    count = sizes.rate * sizes.rate_s
+    counts = (sizes.warmup, count)
+    result = measured_phase(
+        bench, running, name, fail, sizes.stall_s, counts, {"latency": 1}, mode="async", rate=sizes.rate
+    )
+    if result is None:
         return
     samples = result.latencies_ms()
     p50, p99 = quantile(samples, 0.50), quantile(samples, 0.99)
     extras: dict[str, float | None] = {
-        **_usage(result),
+        **cpu_usage(result),
         "Redis CPU per push": (result.after.redis_s - result.before.redis_s) * 1e6 / count,
         "delivered": 100.0 * result.received / result.expected,
     }

@@ -10,14 +10,14 @@ what is measured is Redis and the pusher. K runs to 128, past what 2 cores can h
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 from ..harness import Bench
 from ..report import Table, pct, rate, us
 from ..scale_fleet import Fleet, fleet
 from . import Scenario
-from .scale import SENDERS, SMOKE, Sender, _phase, _usage
+from .common import TableSet
+from .scale import SENDERS, Sender, cpu_usage, measured_phase, per_push, push_figures
 
 FULL_READERS = (1, 4, 16, 32, 64, 128)
 SMOKE_READERS = (1, 8)
@@ -36,26 +36,22 @@ def run(bench: Bench) -> list[Table]:
         "measurement. Redis CPU is INFO cpu (used_cpu_sys + used_cpu_user) over the window; pusher CPU is its "
         "time.process_time()."
     )
-    columns = {sender.key: sender.label for sender in SENDERS}
-    redis_cpu = Table(
-        title="Scale-out, Redis alone: Redis CPU per push on the pub/sub layer, subscribers that keep up",
-        metric="Redis CPU per push (lower is better)",
-        fmt=us,
-        row_header="subscribers (K)",
-        columns=columns,
-        baselines=[],
-        extras={**EXTRAS, "pusher CPU per push": us},
-        note=note,
+    table = TableSet({sender.key: sender.label for sender in SENDERS}, baselines=[]).table
+    redis_cpu = table(
+        "Scale-out, Redis alone: Redis CPU per push on the pub/sub layer, subscribers that keep up",
+        "Redis CPU per push (lower is better)",
+        us,
+        "subscribers (K)",
+        {**EXTRAS, "pusher CPU per push": us},
+        note,
     )
-    pusher_cpu = Table(
-        title="Scale-out, Redis alone: pusher CPU per push on the pub/sub layer",
-        metric="CPU per push of the pushing process (lower is better)",
-        fmt=us,
-        row_header="subscribers (K)",
-        columns=columns,
-        baselines=[],
-        extras={**EXTRAS, "Redis CPU per push": us},
-        note="The same measurements as the table above.",
+    pusher_cpu = table(
+        "Scale-out, Redis alone: pusher CPU per push on the pub/sub layer",
+        "CPU per push of the pushing process (lower is better)",
+        us,
+        "subscribers (K)",
+        {**EXTRAS, "Redis CPU per push": us},
+        "The same measurements as the table above.",
     )
     for k in readers:
         for t in (redis_cpu, pusher_cpu):
@@ -91,35 +87,21 @@ def _measure(
     tables: tuple[Table, Table],
     label: str,
 ) -> None:
-    sizes = dataclasses.replace(SMOKE, stall_s=STALL_S)  # _phase reads the stall time only
-    how = {"mode": sender.mode, "concurrency": sender.concurrency}
-    warm = _phase(running, sizes, warmup, **how)
-    result = _phase(running, sizes, pushes, **how) if not warm.problems() else warm
-    if problems := result.problems():
+    name = f"{label} {sender.key}"
+
+    def fail(reason: str) -> None:
         for t in tables:
-            t.cell(str(k), sender.key).fail("; ".join(problems))
-        bench.failures += 1
-        bench.log(f"  {label} {sender.key}: failed: {'; '.join(problems)}")
+            t.cell(str(k), sender.key).fail(reason)
+
+    how = {"mode": sender.mode, "concurrency": sender.concurrency}
+    result = measured_phase(bench, running, name, fail, STALL_S, (warmup, pushes), **how)
+    if result is None:
         return
-    usage = _usage(result)
-    redis_us = (result.after.redis_s - result.before.redis_s) * 1e6 / pushes
-    pusher_us = result.pushed["cpu_s"] * 1e6 / pushes
-    per_second = pushes / max(result.last_delivery - result.pushed["t0"], 1e-9)
-    extras: dict[str, float | None] = {
-        "pushes/s": per_second,
-        "Redis CPU": usage["Redis CPU"],
-        "pusher CPU": 100.0 * result.pushed["cpu_s"] / max(result.pushed["wall_s"], 1e-9),
-        "readers CPU": usage["hubs CPU"],
-        "pusher CPU per push": pusher_us,
-        "Redis CPU per push": redis_us,
-        "delivered": 100.0 * result.received / result.expected,
-    }
-    tables[0].cell(str(k), sender.key).add(redis_us, extras)
-    tables[1].cell(str(k), sender.key).add(pusher_us, extras)
-    bench.log(
-        f"  {label} {sender.key}: Redis {us(redis_us)}/push, pusher {us(pusher_us)}/push, {rate(per_second)} "
-        f"pushes/s (Redis {usage['Redis CPU']:.0f}%, readers {usage['hubs CPU']:.0f}%)"
-    )
+    usage, figures = cpu_usage(result), push_figures(result, pushes)
+    extras: dict[str, float | None] = {**figures, "Redis CPU": usage["Redis CPU"], "readers CPU": usage["hubs CPU"]}
+    for t, key in zip(tables, ("Redis CPU per push", "pusher CPU per push"), strict=True):
+        t.cell(str(k), sender.key).add(figures[key], extras)
+    bench.log(f"  {name}: {per_push(figures)} (Redis {usage['Redis CPU']:.0f}%, readers {usage['hubs CPU']:.0f}%)")
 
 
 SCENARIO = Scenario(
