@@ -3,9 +3,13 @@
     .venv/bin/python -m bench.profile                                 # ours, in-memory layer, fan-out to 1,000
     .venv/bin/python -m bench.profile --target textbook --layer redis --subscribers 100 --seconds 15
     .venv/bin/python -m bench.profile --load latency                  # 8 pushes/s to 1,000 subscribers
+    .venv/bin/python -m bench.profile --load connect --server uvicorn # 2,000 signed-in connects, 100 in flight
 
 The server is started as the benchmarks start it, the load is the fan-out (or latency) scenario's, and py-spy
-samples the server process only during the measurement window (not the ramp). It prints the share of samples
+samples the server process only during the measurement window (not the ramp). ``--load connect`` is
+connect_storm's connects/s run instead: ``--subscribers`` clients (default 2,000), each with a signed-in session of
+its own in a fresh SQLite file, ``--in-flight`` of them opening at a time, against the signed-in application under
+``--server``; py-spy samples from the first connect for ``--seconds``. It prints the share of samples
 per component (the package of the innermost frame: our code, autobahn's framing, Twisted, asyncio, ...) and the
 functions with the most samples, and keeps the raw collapsed stacks (for a flame graph tool) in the log folder.
 Needs py-spy (``pip install py-spy``) and the right to trace (root, or ptrace allowed).
@@ -21,12 +25,14 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from . import loadgen
+from . import loadgen, storm
+from .databases import COOKIE, SqliteSessions
 from .harness import Bench
 from .run import RESULTS, raise_open_files_limit
 from .scenarios import fanout, latency
-from .servers import LAYERS, TARGETS
+from .servers import ASGI_SERVERS, LAYERS, TARGETS
 
 #: component of a frame, by the first matching part of its file path
 COMPONENTS = [
@@ -87,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="ours", choices=[t for t in TARGETS if TARGETS[t].asgi])
     one_process = [layer for layer in LAYERS if LAYERS[layer].processes == 1]
     parser.add_argument("--layer", default="memory", choices=one_process)
-    parser.add_argument("--load", default="fanout", choices=["fanout", "latency"])
-    parser.add_argument("--subscribers", type=int, default=1_000)
+    parser.add_argument("--load", default="fanout", choices=["fanout", "latency", "connect"])
+    parser.add_argument("--subscribers", type=int, default=None, help="default 1,000 (connect: 2,000)")
+    parser.add_argument("--server", default="daphne", choices=list(ASGI_SERVERS), help="ASGI server (connect)")
+    parser.add_argument("--in-flight", type=int, default=100, help="handshakes in flight (connect)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the sampled window")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25, help="functions listed")
@@ -99,33 +107,51 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files_limit()
     logs = RESULTS / (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + "-profile")
     logs.mkdir(parents=True, exist_ok=True)
-    load = dict(fanout.load(args.subscribers, smoke=False) if args.load == "fanout" else latency.load(smoke=False))
-    load.update(subscribers=args.subscribers, measure_s=args.seconds + 1)
+    connect = args.load == "connect"
+    subscribers = args.subscribers or (2_000 if connect else 1_000)
+    sessions = SqliteSessions(logs) if connect else None
+    server: dict[str, Any] = {}
+    if sessions is not None:
+        cookies = [f"{COOKIE}={key}" for key in sessions.create_sessions(subscribers + 1)]
+        load = storm.load(subscribers, args.in_flight, cookies[1:], cookies[0])
+        server = {"env": sessions.env(), "server": args.server, "app": storm.SIGNED_IN_APP}
+    elif args.load == "fanout":
+        load = dict(fanout.load(subscribers, smoke=False), subscribers=subscribers, measure_s=args.seconds + 1)
+    else:
+        load = dict(latency.load(smoke=False), subscribers=subscribers, measure_s=args.seconds + 1)
     bench = Bench(smoke=False, repeats=1, targets=[args.target], layers=[args.layer], workers=2, sizes=None, logs=logs)
     raw = logs / "profile.raw.txt"
     spies: list[subprocess.Popen] = []
     try:
-        with bench.server(args.target, args.layer) as deployment:
+        with bench.server(args.target, args.layer, **server) as deployment:
             pid = deployment.pids[0]
 
             def start_sampling(event: loadgen.Event) -> None:
-                if event.name == "measure_start":
+                if event.name == "measure_start" and not spies:
                     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
                     argv += ["--rate", str(args.rate), "--format", "raw", "--nonblocking", "--output", str(raw)]
                     spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
 
             config = {"workers": 2, **load, "urls": deployment.urls}
-            events = loadgen.run(config, {"server": deployment.pids}, logs / "loadgen.log", 300, start_sampling)
+            timeout = storm.timeout(load) if connect else 300
+            events = loadgen.run(config, {"server": deployment.pids}, logs / "loadgen.log", timeout, start_sampling)
             for spy_process in spies:
                 _, err = spy_process.communicate(timeout=args.seconds + 30)
                 if spy_process.returncode:
                     raise SystemExit(f"py-spy failed: {err.decode(errors='replace').strip()}")
     finally:
         bench.close()
+        if sessions is not None:
+            sessions.close()
     result = events.get("result")
-    rate = result.data.get("deliveries_per_s") if result else None
-    what = f"{args.target} / {args.layer}, {args.load} to {args.subscribers:,} subscribers"
-    print(f"{what}: {rate or 0:,.0f} deliveries/s")
+    if connect:
+        rate = result.data.get("connects_per_s") if result else None
+        what = f"{args.target} under {args.server} / {args.layer}, {subscribers:,} signed-in connects"
+        print(f"{what}, {args.in_flight} in flight: {rate or 0:,.0f} connects/s")
+    else:
+        rate = result.data.get("deliveries_per_s") if result else None
+        what = f"{args.target} / {args.layer}, {args.load} to {subscribers:,} subscribers"
+        print(f"{what}: {rate or 0:,.0f} deliveries/s")
     print(summarize(raw.read_text() if raw.exists() else "", args.top))
     print(f"\nraw collapsed stacks: {raw}")
     return 0

@@ -36,7 +36,7 @@ from ..stomp import (
     error_headers,
 )
 from .binding import find_swept
-from .session_reads import session_reads
+from .session_batches import session_reads
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint

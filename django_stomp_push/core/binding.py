@@ -21,8 +21,8 @@ from channels.db import database_sync_to_async
 
 from ..close_reasons import SESSION_ENDED, SESSION_EXPIRED
 from ..conf import Config
-from ..sessions import SessionState, extend_session, swept_keys
-from .session_reads import session_reads
+from ..sessions import SessionState, swept_keys
+from .session_batches import session_extensions, session_reads
 from .timers import Timers
 
 logger = logging.getLogger("django_stomp_push")
@@ -138,7 +138,7 @@ class SessionBinding:
         self._spawn(self._touch(state))
 
     async def _touch(self, state: SessionState) -> None:
-        expires_at = await database_sync_to_async(extend_session)(state)
+        expires_at = await session_extensions().extend(state)
         if self.ended:
             return
         if expires_at is None:

@@ -40,6 +40,7 @@ __all__ = [
     "can_extend",
     "engine_name",
     "extend_session",
+    "extend_sessions",
     "read_session",
     "read_sessions",
     "session_engine",
@@ -98,6 +99,12 @@ def extend_session(state: SessionState) -> datetime | None:
     cannot be extended). Never resurrects a session deleted meanwhile (see :meth:`SessionEngine.extend`).
     """
     return session_engine().extend(state)
+
+
+def extend_sessions(states: Iterable[SessionState]) -> dict[str, datetime | None]:
+    """:func:`extend_session` of many sessions at once, by key (one ``UPDATE`` for them all with the db engines,
+    when they share an age)."""
+    return session_engine().extend_many(states)
 
 
 def swept_keys(session_keys: list[str]) -> set[str]:

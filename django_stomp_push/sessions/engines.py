@@ -77,6 +77,10 @@ class SessionEngine:
         new_expiry = now + timedelta(seconds=state.max_age)
         return new_expiry if self._push_expiry(state, now, new_expiry) else None
 
+    def extend_many(self, states: Iterable[SessionState]) -> dict[str, datetime | None]:
+        """:meth:`extend` of each of ``states`` (one per session key), by key."""
+        return {state.key: self.extend(state) for state in _one_per_key(states)}
+
     def swept_keys(self, keys: list[str]) -> set[str]:
         """Which of ``keys`` have no live row any more (deleted, or expired and awaiting the sweep); empty for the
         engines without rows to sweep."""
@@ -145,6 +149,36 @@ class DatabaseEngine(SessionEngine):
         rows = self.session_model.objects.filter(session_key=state.key, expire_date__gt=now)
         return bool(rows.update(expire_date=new_expiry))
 
+    def extend_many(self, states: Iterable[SessionState]) -> dict[str, datetime | None]:
+        """One conditional ``UPDATE`` per age (per :data:`KEYS_PER_QUERY` keys) for all of ``states``: a row deleted
+        or expired meanwhile stays so. When it updated fewer rows than it was given keys, one ``SELECT`` of the
+        rows that carry the new expiry tells which were extended."""
+        extended: dict[str, datetime | None] = {}
+        by_age: dict[int, list[str]] = {}
+        for state in _one_per_key(states):
+            extended[state.key] = None
+            if state.max_age is not None:
+                by_age.setdefault(state.max_age, []).append(state.key)
+        model = self.session_model
+        now = timezone.now()
+        for age, keys in by_age.items():
+            new_expiry = now + timedelta(seconds=age)
+            for start in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = keys[start : start + KEYS_PER_QUERY]
+                updated = model.objects.filter(session_key__in=chunk, expire_date__gt=now).update(
+                    expire_date=new_expiry
+                )
+                if updated == len(chunk):
+                    done: Iterable[str] = chunk
+                elif not updated:
+                    done = ()
+                else:
+                    rows = model.objects.filter(session_key__in=chunk, expire_date=new_expiry)
+                    done = rows.values_list("session_key", flat=True)
+                for key in done:
+                    extended[key] = new_expiry
+        return extended
+
 
 class CachedDatabaseEngine(DatabaseEngine):
     """``cached_db``: the db engine, whose extension also keeps the cached copy alive as long as the row."""
@@ -155,6 +189,15 @@ class CachedDatabaseEngine(DatabaseEngine):
         cache_key = self.store_class(state.key).cache_key  # type: ignore[attr-defined]
         caches[settings.SESSION_CACHE_ALIAS].touch(cache_key, state.max_age)
         return True
+
+    def extend_many(self, states: Iterable[SessionState]) -> dict[str, datetime | None]:
+        states = _one_per_key(states)
+        extended = super().extend_many(states)
+        cache = caches[settings.SESSION_CACHE_ALIAS]
+        for state in states:
+            if extended[state.key] is not None:
+                cache.touch(self.store_class(state.key).cache_key, state.max_age)  # type: ignore[attr-defined]
+        return extended
 
 
 class FileEngine(SessionEngine):
@@ -181,6 +224,11 @@ class FileEngine(SessionEngine):
             return False
         os.utime(path)
         return True
+
+
+def _one_per_key(states: Iterable[SessionState]) -> list[SessionState]:
+    """``states`` with the last one of each session key only."""
+    return list({state.key: state for state in states}.values())
 
 
 def _file_of(store: SessionBase) -> str:
