@@ -102,23 +102,24 @@ class SessionExtensions(Batched[SessionState, datetime]):
         return await self.ask(state)
 
 
-_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionReads] = weakref.WeakKeyDictionary()
-_extensions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionExtensions] = weakref.WeakKeyDictionary()
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[SessionReads, SessionExtensions]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _of_running_loop() -> tuple[SessionReads, SessionExtensions]:
+    loop = asyncio.get_running_loop()
+    batchers = _batchers.get(loop)
+    if batchers is None:
+        batchers = _batchers[loop] = (SessionReads(), SessionExtensions())
+    return batchers
 
 
 def session_reads() -> SessionReads:
     """The batched session reader of the running event loop."""
-    loop = asyncio.get_running_loop()
-    reads = _reads.get(loop)
-    if reads is None:
-        reads = _reads[loop] = SessionReads()
-    return reads
+    return _of_running_loop()[0]
 
 
 def session_extensions() -> SessionExtensions:
     """The batched session extender of the running event loop."""
-    loop = asyncio.get_running_loop()
-    extensions = _extensions.get(loop)
-    if extensions is None:
-        extensions = _extensions[loop] = SessionExtensions()
-    return extensions
+    return _of_running_loop()[1]
