@@ -33,6 +33,9 @@ logger = logging.getLogger("django_stomp_push")
 
 #: session keys per query when a hub checks its connections' sessions after a sweep
 SWEEP_CHECK_SIZE = 1000
+#: Seconds between the channel layer's recovery and the check of every connection's session: the session ends
+#: broadcast during the outage and held by their senders arrive first, with their own reasons ("logged out").
+RECOVERY_CHECK_DELAY = 2.0
 
 
 #: ``find_swept(session_keys)``: which of them have no live session any more (see :meth:`Hub.end_swept_sessions`).
@@ -108,8 +111,10 @@ class Hub:
 
     def _recovered(self) -> None:
         """The channel layer is back after an outage: session ends broadcast meanwhile may have been lost, so check
-        every connection's session now (a logout deleted its row) instead of at their next revalidation."""
-        self.sweep_noticed(SESSION_ENDED)
+        every connection's session soon (a logout deleted its row) instead of at their next revalidation. Soon, not
+        at once: the broadcasts held during the outage are sent as the layer answers again, and a connection they
+        close is told why ("logged out") rather than only that its session ended."""
+        asyncio.get_running_loop().call_later(RECOVERY_CHECK_DELAY, self.sweep_noticed, SESSION_ENDED)
 
     def _watch(self) -> None:
         """Every fraction of SEND_TIMEOUT, let each connection check that its current send is not stuck.

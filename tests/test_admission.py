@@ -57,6 +57,47 @@ async def test_refused_clients_get_retry_afters_that_differ():
     assert len(delays) > 40 and min(delays) >= 1000 and max(delays) <= 3000
 
 
+def test_a_busy_retry_after_spreads_the_refused_over_the_time_the_pending_connections_need(monkeypatch):
+    """Before the process has answered CONNECTs while refusing, a refused client retries after 1 to 3 s; once it
+    has (here 5 per second), the retry-afters spread over pending / rate seconds (40 / 5 = 8 s)."""
+    from django_stomp_push.core import admission
+
+    class Recorder:
+        retry_after = None
+
+        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
+            self.retry_after = int(headers["retry-after"])
+
+    def refusals(gate, count=60):
+        delays = []
+        for _ in range(count):
+            refused = Recorder()
+            assert not gate.admit(refused)
+            delays.append(refused.retry_after)
+        return delays
+
+    now = [100.0]
+    monkeypatch.setattr(admission.time, "monotonic", lambda: now[0])
+    with stomp_settings(admission_limit=40, drain_on_signals=False):
+        busy = admission.Gate()
+        pending = [Recorder() for _ in range(40)]
+        assert all(busy.admit(connection) for connection in pending)
+        early = refusals(busy)
+        assert min(early) >= 1000 and max(early) <= 3000 and busy.answer_rate is None
+
+        busy.connected(pending.pop())  # the first answer starts the count
+        pending.append(Recorder())
+        assert busy.admit(pending[-1])
+        refusals(busy, 1)  # back at the limit: refusing during this second
+        for _ in range(4):
+            now[0] += 0.25
+            busy.connected(pending.pop())
+        assert busy.answer_rate == 4.0  # 4 answers in the second after the first
+        assert all(busy.admit(Recorder()) for _ in range(4))  # back at the limit: 40 pending
+        late = refusals(busy)
+        assert min(late) >= 1000 and 3000 < max(late) <= 10_000, late  # 40 pending / 4 per second = 10 s
+
+
 async def test_a_drain_closes_every_connection_with_1012_and_a_retry_after_within_the_window(key):
     with stomp_settings(drain_window=5.0):
         subscribed = await connected(key)

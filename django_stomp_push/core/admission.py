@@ -3,7 +3,11 @@
 - **Admission.** A connection counts as *pending* from its WebSocket's opening until its CONNECT is answered. When
   more than ``ADMISSION_LIMIT`` are pending, the process cannot serve a new one in time: it is refused at once and
   cheaply (no session read, no group join) with ERROR ``server busy``, ``reconnect: later``, a jittered
-  ``retry-after`` and close 1013 (Try Again Later), never left to a handshake timeout or a TCP reset.
+  ``retry-after`` and close 1013 (Try Again Later), never left to a handshake timeout or a TCP reset. The
+  ``retry-after`` is drawn from 1 s to the time the connections pending now need to be answered at the rate the
+  process answered CONNECTs in its best recent second of refusing some (its capacity; at least 3 s, at most
+  :data:`BUSY_RETRY_MAX` s): the refused clients come back spread over the time the process needs, instead of
+  all being refused again and again while the process spends its time refusing.
 - **Drain.** :func:`drain` (and, with ``DRAIN_ON_SIGNALS``, SIGTERM or SIGINT) makes the process refuse new
   connections and close every open one with ERROR ``server restarting``, ``reconnect: later`` and a
   ``retry-after`` drawn over ``DRAIN_WINDOW``, then close 1012 (Service Restart): the clients come back to the
@@ -21,6 +25,7 @@ import logging
 import random
 import signal
 import sys
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -35,6 +40,9 @@ SERVER_BUSY = "server busy"
 SERVER_RESTARTING = "server restarting"
 #: Seconds a drain started by a signal waits for the closes to be written before the server's own shutdown.
 SIGNAL_GRACE = 1.0
+#: Bounds of a ``server busy`` retry-after, in seconds (see the module docstring).
+BUSY_RETRY_MIN = 1.0
+BUSY_RETRY_MAX = 30.0
 
 
 class Closable(Protocol):
@@ -58,6 +66,12 @@ class Gate:
         self.draining = False
         #: Connections refused as "server busy", for operators and tests.
         self.refused = 0
+        #: CONNECTs answered per second while the process was refusing some (its capacity: the best such second,
+        #: fading by a tenth with each later one; None before the first).
+        self.answer_rate: float | None = None
+        self._answered = 0
+        self._since = 0.0
+        self._refusing = False  # in the current second
 
     def admit(self, connection: Closable) -> bool:
         """Count a new connection in, or refuse it (ERROR and close) and return False."""
@@ -67,7 +81,11 @@ class Gate:
             return False
         if len(self.pending) >= config.admission_limit:
             self.refused += 1
-            refuse(connection, CLOSE_TRY_AGAIN_LATER, SERVER_BUSY, 2.0, floor=1.0)
+            self._refusing = True
+            rate = self.answer_rate
+            needed = len(self.pending) / rate if rate else 0.0
+            spread = min(BUSY_RETRY_MAX, max(3.0, needed)) - BUSY_RETRY_MIN
+            refuse(connection, CLOSE_TRY_AGAIN_LATER, SERVER_BUSY, spread, floor=BUSY_RETRY_MIN)
             return False
         self.pending.add(connection)
         self.open.add(connection)
@@ -75,7 +93,18 @@ class Gate:
 
     def connected(self, connection: Closable) -> None:
         """Its CONNECT was answered (or it closed): it no longer waits."""
-        self.pending.discard(connection)
+        if connection not in self.pending:
+            return
+        self.pending.remove(connection)
+        self._answered += 1
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed < 1.0:
+            return
+        if self._refusing and elapsed < 2.0:  # a busy second, not one that spans a quiet time
+            rate = self._answered / elapsed
+            self.answer_rate = rate if self.answer_rate is None else max(rate, self.answer_rate * 0.9)
+        self._answered, self._since, self._refusing = 0, now, False
 
     def drain(self, window: float) -> int:
         """Refuse new connections; close every open one with ``server restarting``. Returns how many."""
