@@ -113,3 +113,30 @@ async def test_a_drain_closes_every_connection_with_1012_and_a_retry_after_withi
         error, code = await late.receive_error()
         assert code == SERVICE_RESTART and error.headers["message"] == "server restarting"
     await asyncio.sleep(0)
+
+
+def test_a_connection_opened_while_draining_is_sent_no_later_than_the_end_of_the_window(monkeypatch):
+    """Drained at t = 100 over 10 s: a client back at t = 107 retries within the 3 s left; at t = 109.5 within 1 s
+    (the least); never at t = 110 + the whole window, as a client refused late in a drain otherwise would be."""
+    from django_stomp_push.core import admission
+
+    class Recorder:
+        retry_after = None
+
+        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
+            assert code == SERVICE_RESTART and message == "server restarting"
+            self.retry_after = int(headers["retry-after"])
+
+    now = [100.0]
+    monkeypatch.setattr(admission.time, "monotonic", lambda: now[0])
+    with stomp_settings(drain_window=10.0, drain_on_signals=False):
+        draining = admission.Gate()
+        assert draining.drain(10.0) == 0
+        for at, most in ((100.0, 10_000), (107.0, 3_000), (109.5, 1_000), (130.0, 1_000)):
+            now[0] = at
+            delays = []
+            for _ in range(40):
+                late = Recorder()
+                assert not draining.admit(late)
+                delays.append(late.retry_after)
+            assert 0 <= min(delays) and max(delays) <= most and max(delays) > most * 0.7, (at, delays)

@@ -11,9 +11,11 @@
 - **Drain.** :func:`drain` (and, with ``DRAIN_ON_SIGNALS``, SIGTERM or SIGINT) makes the process refuse new
   connections and close every open one with ERROR ``server restarting``, ``reconnect: later`` and a
   ``retry-after`` drawn over ``DRAIN_WINDOW``, then close 1012 (Service Restart): the clients come back to the
-  other servers spread over the window instead of all at once. After a signal, the server's own shutdown follows
-  once the closes are written. In a gunicorn worker SIGQUIT drains too: gunicorn's master sends it for a quick
-  shutdown (on its own SIGINT or SIGQUIT), and uvicorn's worker would otherwise ignore it until the master kills it.
+  other servers spread over the window instead of all at once. One opened meanwhile gets a ``retry-after`` drawn
+  over what is left of the window (1 s at least), so no client is sent past it. After a signal, the server's own
+  shutdown follows once the closes are written. In a gunicorn worker SIGQUIT drains too: gunicorn's master sends it
+  for a quick shutdown (on its own SIGINT or SIGQUIT), and uvicorn's worker would otherwise ignore it until the
+  master kills it.
 - **Listen backlog.** The first connection of a process also has :mod:`..backlog` check, once, that the listening
   socket's backlog can hold a storm (one log line, a warning naming the fix when it cannot).
 """
@@ -43,6 +45,8 @@ SIGNAL_GRACE = 1.0
 #: Bounds of a ``server busy`` retry-after, in seconds (see the module docstring).
 BUSY_RETRY_MIN = 1.0
 BUSY_RETRY_MAX = 30.0
+#: The shortest window of a ``server restarting`` retry-after given to a connection opened while draining.
+DRAIN_RETRY_MIN = 1.0
 
 
 class Closable(Protocol):
@@ -64,6 +68,7 @@ class Gate:
         self.pending: set[Closable] = set()
         self.open: weakref.WeakSet[Any] = weakref.WeakSet()
         self.draining = False
+        self._drain_ends = 0.0  # (time.monotonic()) the end of the drain's window
         #: Connections refused as "server busy", for operators and tests.
         self.refused = 0
         #: CONNECTs answered per second while the process was refusing some (its capacity: the best such second,
@@ -77,7 +82,10 @@ class Gate:
         """Count a new connection in, or refuse it (ERROR and close) and return False."""
         config = get_config()
         if self.draining:
-            refuse(connection, CLOSE_SERVICE_RESTART, SERVER_RESTARTING, config.drain_window)
+            # What is left of the window (1 s at least): a client that comes back while the process still drains
+            # is not sent past the window the others were spread over.
+            left = max(DRAIN_RETRY_MIN, self._drain_ends - time.monotonic())
+            refuse(connection, CLOSE_SERVICE_RESTART, SERVER_RESTARTING, left)
             return False
         if len(self.pending) >= config.admission_limit:
             self.refused += 1
@@ -109,6 +117,7 @@ class Gate:
     def drain(self, window: float) -> int:
         """Refuse new connections; close every open one with ``server restarting``. Returns how many."""
         self.draining = True
+        self._drain_ends = time.monotonic() + window
         closing = list(self.open)
         for connection in closing:
             refuse(connection, CLOSE_SERVICE_RESTART, SERVER_RESTARTING, window)
