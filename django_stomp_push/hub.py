@@ -111,9 +111,8 @@ class Hub:
 
     def _recovered(self) -> None:
         """The channel layer is back after an outage: session ends broadcast meanwhile may have been lost, so check
-        every connection's session soon (a logout deleted its row) instead of at their next revalidation. Soon, not
-        at once: the broadcasts held during the outage are sent as the layer answers again, and a connection they
-        close is told why ("logged out") rather than only that its session ended."""
+        every connection's session after :data:`RECOVERY_CHECK_DELAY` (a logout deleted its row) instead of at
+        their next revalidation."""
         asyncio.get_running_loop().call_later(RECOVERY_CHECK_DELAY, self.sweep_noticed, SESSION_ENDED)
 
     def _watch(self) -> None:
