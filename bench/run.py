@@ -167,9 +167,12 @@ def check_tools(args: argparse.Namespace) -> list[str]:
     """Exit when a tool the run needs is missing; a missing RabbitMQ is left out instead (what was, and why)."""
     skipped = leave_out_unavailable(args.targets)
     missing = [tool for tool in ("node",) if shutil.which(tool) is None]
-    redis_needed = any(LAYERS[layer].redis for layer in args.layers) or "deploy_restart" in args.scenarios
+    on_redis_always = ("deploy_restart", "session_close")
+    redis_needed = any(LAYERS[layer].redis for layer in args.layers) or any(
+        scenario in args.scenarios for scenario in on_redis_always
+    )
     if redis_needed and shutil.which("redis-server") is None:
-        missing.append("redis-server (or choose --layers memory, without deploy_restart)")
+        missing.append(f"redis-server (or choose --layers memory, without {' or '.join(on_redis_always)})")
     if not (REPO / "node_modules" / "ws").is_dir():
         missing.append("node_modules/ws (run npm ci)")
     try:

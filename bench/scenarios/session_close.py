@@ -1,4 +1,5 @@
-"""Session end → ERROR + 1008 on every server: two daphne processes of django-stomp-push on one channels-redis.
+"""Session end → ERROR + 1008 on every server: two daphne processes of django-stomp-push on one channels-redis,
+with its core layer and with its pub/sub layer (those of ``--layers``; the pub/sub layer alone in a smoke run).
 
 - Logout: each session has one connection on server A and one on server B; the session logs out with an HTTP
   ``POST /accounts/logout/`` to server B (Django's LogoutView). Measured from the request being sent to the STOMP
@@ -75,15 +76,26 @@ class Samples:
     problems: list[str] = field(default_factory=list)
 
 
-def _env(db_path: Path, redis_url: str) -> dict[str, str]:
+def _env(db_path: Path, redis_url: str, layer: str) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "DJANGO_DB_PATH": str(db_path),
         "REDIS_URL": redis_url,
-        "REDIS_LAYER": LAYERS["redis-2p"].kind,  # the servers' layer (bench.server sets it for them)
+        "REDIS_LAYER": LAYERS[layer].kind,  # the servers' layer (bench.server sets it for them)
         "PYTHONPATH": PYTHONPATH,
     }
+
+
+#: The two-process layers this scenario runs on, by the layers given to ``--layers`` (either variant of each).
+TWO_PROCESS_LAYERS = {"redis": "redis-2p", "redis-2p": "redis-2p", "pubsub": "pubsub-2p", "pubsub-2p": "pubsub-2p"}
+
+
+def layers_of(bench: Bench) -> list[str]:
+    """channels-redis's core and pub/sub layers, as ``--layers`` names them; the recommended pub/sub layer alone
+    when it names neither (a smoke run)."""
+    chosen = [TWO_PROCESS_LAYERS[layer] for layer in bench.layers if layer in TWO_PROCESS_LAYERS]
+    return list(dict.fromkeys(chosen)) or ["pubsub-2p"]
 
 
 def _django(env: dict[str, str], *argv: str, timeout: float = 120) -> str:
@@ -242,57 +254,71 @@ async def _run_once(urls: list[str], env: dict[str, str], sizes: dict[str, float
 def run(bench: Bench) -> list[Table]:
     sizes = SMOKE if bench.smoke else FULL
     columns = {"http": "logout HTTP response (server B)", "other": "close on server A", "same": "close on server B"}
-    table = Table(
-        title="Session end → ERROR + close 1008 on every server (2 daphne processes, channels-redis)",
-        metric="latency, ms (lower is better); targets: logout p99 ≤ 50 ms, expiry ≤ 1 s",
-        fmt=ms,
-        row_header="event, quantile",
-        columns=columns,
-        baselines=["http"],
-        extras={"samples": lambda x: f"{x:.0f}"},
-        note=(
-            f"{int(sizes['logouts'])} logouts one after another (HTTP POST to server B; the session has one STOMP "
-            f"connection on each server) and {int(sizes['expiring'])} sessions expiring with no request over "
-            f"{sizes['spread_s']:g} s, while {int(sizes['bystanders'])} other sessions stay connected to both "
-            "servers (the run fails if one of them is closed, or if a close has the wrong code or reason). "
-            "Logout: from sending the request; expiry: from the row's expire_date. django-stomp-push only: "
-            "the textbook design and the bare server never close a connection when its session ends."
-        ),
+    note = (
+        f"{int(sizes['logouts'])} logouts one after another (HTTP POST to server B; the session has one STOMP "
+        f"connection on each server) and {int(sizes['expiring'])} sessions expiring with no request over "
+        f"{sizes['spread_s']:g} s, while {int(sizes['bystanders'])} other sessions stay connected to both "
+        "servers (the run fails if one of them is closed, or if a close has the wrong code or reason). "
+        "Logout: from sending the request; expiry: from the row's expire_date. django-stomp-push only: "
+        "the textbook design and the bare server never close a connection when its session ends."
     )
+    layers = layers_of(bench)
+    tables = {
+        layer: Table(
+            title=f"Session end → ERROR + close 1008 on every server (2 daphne processes, {LAYER_TITLES[layer]})",
+            metric="latency, ms (lower is better); targets: logout p99 ≤ 50 ms, expiry ≤ 1 s",
+            fmt=ms,
+            row_header="event, quantile",
+            columns=columns,
+            baselines=["http"],
+            extras={"samples": lambda x: f"{x:.0f}"},
+            note=note,
+        )
+        for layer in layers
+    }
     for repeat in range(bench.repeats):
-        label = f"session_close #{repeat + 1}"
-        try:
-            with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
-                db_path = Path(tmp) / "db.sqlite3"
-                redis = bench._redis_server()
-                env = _env(db_path, redis.url)
-                _django(env, "-m", "django", "migrate", "--noinput", "-v0")
-                with bench.server("ours", "redis-2p", {"DJANGO_DB_PATH": str(db_path)}) as deployment:
-                    logouts, expiry = asyncio.run(_run_once(deployment.urls, env, sizes))
-        except Exception as exc:  # a failed run is reported in its cells, the other scenarios go on
+        for layer in layers:  # interleaved: each repeat runs every layer
+            _run_layer(bench, tables[layer], layer, f"session_close #{repeat + 1} {layer}", sizes, columns)
+    return list(tables.values())
+
+
+LAYER_TITLES = {"redis-2p": "channels-redis", "pubsub-2p": "channels-redis pub/sub"}
+
+
+def _run_layer(
+    bench: Bench, table: Table, layer: str, label: str, sizes: dict[str, float], columns: dict[str, str]
+) -> None:
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
+            db_path = Path(tmp) / "db.sqlite3"
+            redis = bench._redis_server()
+            env = _env(db_path, redis.url, layer)
+            _django(env, "-m", "django", "migrate", "--noinput", "-v0")
+            with bench.server("ours", layer, {"DJANGO_DB_PATH": str(db_path)}) as deployment:
+                logouts, expiry = asyncio.run(_run_once(deployment.urls, env, sizes))
+    except Exception as exc:  # a failed run is reported in its cells, the other scenarios go on
+        bench.failures += 1
+        bench.log(f"  {label}: failed: {type(exc).__name__}: {exc}")
+        for row in ("logout, p50", "logout, p99", "expiry, p50", "expiry, p99"):
+            for column in columns:
+                if row.startswith("logout") or column != "http":
+                    table.cell(row, column).fail(f"{type(exc).__name__}: {exc}")
+        return
+    for event, samples in (("logout", logouts), ("expiry", expiry)):
+        if samples.problems:
             bench.failures += 1
-            bench.log(f"  {label}: failed: {type(exc).__name__}: {exc}")
-            for row in ("logout, p50", "logout, p99", "expiry, p50", "expiry, p99"):
-                for column in columns:
-                    if row.startswith("logout") or column != "http":
-                        table.cell(row, column).fail(f"{type(exc).__name__}: {exc}")
-            continue
-        for event, samples in (("logout", logouts), ("expiry", expiry)):
-            if samples.problems:
-                bench.failures += 1
-            for q in (0.5, 0.99):
-                row = f"{event}, p{round(q * 100)}"
-                for column in columns:
-                    values = getattr(samples, column)
-                    if not values:
-                        continue
-                    cell: Measurement = table.cell(row, column)
-                    cell.add(quantile(values, q), {"samples": len(values)}, samples.problems[:3])
-            worst = max(samples.other + samples.same, default=float("nan"))
-            median = statistics.median(samples.other + samples.same) if samples.other + samples.same else 0
-            problems = f"; PROBLEMS: {samples.problems[:3]}" if samples.problems else ""
-            bench.log(f"  {label} {event}: median {median:.1f} ms, max {worst:.1f} ms{problems}")
-    return [table]
+        for q in (0.5, 0.99):
+            row = f"{event}, p{round(q * 100)}"
+            for column in columns:
+                values = getattr(samples, column)
+                if not values:
+                    continue
+                cell: Measurement = table.cell(row, column)
+                cell.add(quantile(values, q), {"samples": len(values)}, samples.problems[:3])
+        worst = max(samples.other + samples.same, default=float("nan"))
+        median = statistics.median(samples.other + samples.same) if samples.other + samples.same else 0
+        problems = f"; PROBLEMS: {samples.problems[:3]}" if samples.problems else ""
+        bench.log(f"  {label} {event}: median {median:.1f} ms, max {worst:.1f} ms{problems}")
 
 
 SCENARIO = Scenario("session_close", "Logout and expiry → ERROR + 1008 on two servers", run)
