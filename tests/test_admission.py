@@ -15,6 +15,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TRY_AGAIN_LATER, SERVICE_RESTART = 1013, 1012
 
 
+class Recorder:
+    """A connection that only records how it was refused: the close code, the ERROR message, the retry-after."""
+
+    code = message = retry_after = None
+
+    def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
+        self.code, self.message, self.retry_after = code, message, int(headers["retry-after"])
+
+
 @pytest.fixture
 async def key(alice, login) -> str:
     return await sign_in(alice, login)
@@ -42,37 +51,25 @@ async def test_past_the_admission_limit_a_new_connection_is_refused_with_1013_an
 async def test_refused_clients_get_retry_afters_that_differ():
     from django_stomp_push.core.admission import refuse
 
-    class Recorder:
-        def __init__(self):
-            self.headers = None
-
-        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
-            self.headers = headers
-
     delays = set()
     for _ in range(50):
         recorder = Recorder()
         refuse(recorder, TRY_AGAIN_LATER, "server busy", 2.0, floor=1.0)
-        delays.add(int(recorder.headers["retry-after"]))
+        delays.add(recorder.retry_after)
     assert len(delays) > 40 and min(delays) >= 1000 and max(delays) <= 3000
 
 
 def test_a_busy_retry_after_spreads_the_refused_over_the_time_the_pending_connections_need(monkeypatch):
     """Before the process has answered CONNECTs while refusing, a refused client retries after 1 to 3 s; once it
-    has (here 5 per second), the retry-afters spread over pending / rate seconds (40 / 5 = 8 s)."""
+    has (here 4 per second), the retry-afters spread over pending / rate seconds (40 / 4 = 10 s)."""
     from django_stomp_push.core import admission
-
-    class Recorder:
-        retry_after = None
-
-        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
-            self.retry_after = int(headers["retry-after"])
 
     def refusals(gate, count=60):
         delays = []
         for _ in range(count):
             refused = Recorder()
             assert not gate.admit(refused)
+            assert (refused.code, refused.message) == (TRY_AGAIN_LATER, "server busy")
             delays.append(refused.retry_after)
         return delays
 
@@ -120,13 +117,6 @@ def test_a_connection_opened_while_draining_is_sent_no_later_than_the_end_of_the
     (the least); never at t = 110 + the whole window, as a client refused late in a drain otherwise would be."""
     from django_stomp_push.core import admission
 
-    class Recorder:
-        retry_after = None
-
-        def close(self, code, message=None, detail="", receipt_id=None, headers=None, reconnect=None):
-            assert code == SERVICE_RESTART and message == "server restarting"
-            self.retry_after = int(headers["retry-after"])
-
     now = [100.0]
     monkeypatch.setattr(admission.time, "monotonic", lambda: now[0])
     with stomp_settings(drain_window=10.0, drain_on_signals=False):
@@ -138,5 +128,6 @@ def test_a_connection_opened_while_draining_is_sent_no_later_than_the_end_of_the
             for _ in range(40):
                 late = Recorder()
                 assert not draining.admit(late)
+                assert (late.code, late.message) == (SERVICE_RESTART, "server restarting")
                 delays.append(late.retry_after)
             assert 0 <= min(delays) and max(delays) <= most and max(delays) > most * 0.7, (at, delays)

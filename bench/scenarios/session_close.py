@@ -89,6 +89,8 @@ def _env(db_path: Path, redis_url: str, layer: str) -> dict[str, str]:
 
 #: The two-process layers this scenario runs on, by the layers given to ``--layers`` (either variant of each).
 TWO_PROCESS_LAYERS = {"redis": "redis-2p", "redis-2p": "redis-2p", "pubsub": "pubsub-2p", "pubsub-2p": "pubsub-2p"}
+#: How a table's title names each of them.
+LAYER_TITLES = {"redis-2p": "channels-redis", "pubsub-2p": "channels-redis pub/sub"}
 
 
 def layers_of(bench: Bench) -> list[str]:
@@ -280,9 +282,6 @@ def run(bench: Bench) -> list[Table]:
         for layer in layers:  # interleaved: each repeat runs every layer
             _run_layer(bench, tables[layer], layer, f"session_close #{repeat + 1} {layer}", sizes, columns)
     return list(tables.values())
-
-
-LAYER_TITLES = {"redis-2p": "channels-redis", "pubsub-2p": "channels-redis pub/sub"}
 
 
 def _run_layer(

@@ -42,8 +42,11 @@ SERVER_BUSY = "server busy"
 SERVER_RESTARTING = "server restarting"
 #: Seconds a drain started by a signal waits for the closes to be written before the server's own shutdown.
 SIGNAL_GRACE = 1.0
-#: Bounds of a ``server busy`` retry-after, in seconds (see the module docstring).
+#: Bounds of a ``server busy`` retry-after, in seconds (see the module docstring): drawn from BUSY_RETRY_MIN to the
+#: time the pending connections need, but to BUSY_RETRY_SPREAD at least (before any rate is known, too) and to
+#: BUSY_RETRY_MAX at most.
 BUSY_RETRY_MIN = 1.0
+BUSY_RETRY_SPREAD = 3.0
 BUSY_RETRY_MAX = 30.0
 #: The shortest window of a ``server restarting`` retry-after given to a connection opened while draining.
 DRAIN_RETRY_MIN = 1.0
@@ -92,7 +95,7 @@ class Gate:
             self._refusing = True
             rate = self.answer_rate
             needed = len(self.pending) / rate if rate else 0.0
-            spread = min(BUSY_RETRY_MAX, max(3.0, needed)) - BUSY_RETRY_MIN
+            spread = min(BUSY_RETRY_MAX, max(BUSY_RETRY_SPREAD, needed)) - BUSY_RETRY_MIN
             refuse(connection, CLOSE_TRY_AGAIN_LATER, SERVER_BUSY, spread, floor=BUSY_RETRY_MIN)
             return False
         self.pending.add(connection)
