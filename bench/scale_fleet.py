@@ -15,6 +15,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,8 @@ from .servers import Redis
 SETTINGS = "bench.settings_scale"
 #: seconds for K stand-ins started at once to be set up and in the group (32 Django processes on 2 cores: ~15 s)
 READY_TIMEOUT = 150.0
+#: layer "relay": server processes per relay, as on an 8-core machine (K = 32 stand-ins: 4 relays, 4 "machines")
+PROCESSES_PER_RELAY = 8
 #: seconds between two looks at the stand-ins still receiving a phase's pushes
 POLL_S = 1.0
 #: seconds a phase's deliveries may take after its last push at most, however steadily they go on
@@ -137,13 +140,14 @@ class Child:
 
 @dataclass
 class Snapshot:
-    """CPU seconds so far of Redis (its INFO), the stand-ins, the pusher and the whole machine."""
+    """CPU seconds so far of Redis (its INFO), the stand-ins, the pusher, the relays and the whole machine."""
 
     at: float
     redis_s: float
     hubs_s: float
     pusher_s: float
     machine_s: float
+    relays_s: float = 0.0
 
 
 @dataclass
@@ -192,10 +196,14 @@ class PhaseResult:
 class Fleet:
     """A running set: Redis, the hub stand-ins and the pusher, all on one channel layer."""
 
-    def __init__(self, redis: Redis, hubs: list[Child], pusher: Child, ready_s: float) -> None:
+    def __init__(
+        self, redis: Redis, hubs: list[Child], pusher: Child, ready_s: float, relays: list[int] | None = None
+    ) -> None:
         self.redis = redis
         self.hubs = hubs
         self.pusher = pusher
+        #: the pids of the relays (layer "relay")
+        self.relays = relays or []
         #: seconds from starting the processes to every stand-in in the group
         self.ready_s = ready_s
         self._phases = itertools.count(1)
@@ -211,6 +219,7 @@ class Fleet:
             hubs_s=procstat.total([h.pid for h in self.hubs]).cpu_s,
             pusher_s=procstat.usage(self.pusher.pid).cpu_s,
             machine_s=procstat.machine().cpu_s,
+            relays_s=procstat.total(self.relays).cpu_s if self.relays else 0.0,
         )
 
     def hub_rss(self) -> int:
@@ -295,20 +304,32 @@ def fleet(layer: str, hubs: int, logs: Path, light: bool = False) -> Iterator[Fl
     logs.mkdir(parents=True, exist_ok=True)
     redis = Redis(logs)
     children: list[Child] = []
+    relays: list[subprocess.Popen[bytes]] = []
     try:
         env = django_env(SETTINGS, {"REDIS_URL": redis.url, "BENCH_SCALE_LAYER": layer})
+        sockets: list[str] = []
+        if layer == "relay":
+            sockets = [
+                tempfile.mkdtemp(prefix="sp-bench-") + "/relay.sock" for _ in range(-(-hubs // PROCESSES_PER_RELAY))
+            ]
+            env["BENCH_RELAY_SOCKET"] = sockets[0]  # (each relay is given its own socket)
+            for i, path in enumerate(sockets):  # appended one by one: those started are stopped if one fails
+                relays.append(start_relay(env, path, logs / f"relay-{i + 1}.log"))
         if light:
             light_env = {**env, "BENCH_LIGHT_SUBSCRIBERS": str(hubs)}
             children.append(Child(f"{hubs} readers", "bench.scale_light", light_env, logs / "readers.log"))
         else:
-            children += [Child(f"hub {i + 1}", "bench.scale_hub", env, logs / f"hub-{i + 1}.log") for i in range(hubs)]
+            children += [
+                Child(f"hub {i + 1}", "bench.scale_hub", hub_env(env, sockets, i), logs / f"hub-{i + 1}.log")
+                for i in range(hubs)
+            ]
         children.append(Child("pusher", "bench.scale_push", env, logs / "pusher.log"))
         started = time.monotonic()
         deadline = started + READY_TIMEOUT
         for child in children:
             if child.expect(lambda event: event.get("event") == "ready", deadline) is None:
                 raise ChildFailed(f"{child.name} not ready after {READY_TIMEOUT:g} s (log: {child.log})")
-        running = Fleet(redis, children[:-1], children[-1], time.monotonic() - started)
+        running = Fleet(redis, children[:-1], children[-1], time.monotonic() - started, [r.pid for r in relays])
         try:
             yield running
         finally:
@@ -318,4 +339,37 @@ def fleet(layer: str, hubs: int, logs: Path, light: bool = False) -> Iterator[Fl
             child.end_input()  # all at once: they stop in parallel
         for child in children:
             child.stop()
+        for relay in relays:
+            relay.terminate()
+            try:
+                relay.wait(5)
+            except subprocess.TimeoutExpired:
+                relay.kill()
         redis.stop()
+
+
+def hub_env(env: dict[str, str], sockets: list[str], index: int) -> dict[str, str]:
+    """Stand-in ``index``'s environment: behind relay ``index // PROCESSES_PER_RELAY`` when there are relays."""
+    if not sockets:
+        return env
+    return {**env, "BENCH_RELAY_SOCKET": sockets[index // PROCESSES_PER_RELAY]}
+
+
+def start_relay(env: dict[str, str], path: str, log: Path) -> subprocess.Popen[bytes]:
+    """``manage.py stomp_push_relay`` on ``path``, once it listens."""
+    with open(log, "wb") as out:
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "django", "stomp_push_relay", "--socket", path],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):
+        if relay.poll() is not None or time.monotonic() > deadline:
+            relay.kill()
+            raise ChildFailed(f"the relay on {path} did not start (log: {log})")
+        time.sleep(0.05)
+    return relay

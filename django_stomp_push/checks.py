@@ -10,6 +10,7 @@ stomp_push.E004           ``AUTHORIZE`` does not import
 stomp_push.E005           ``ASGI_APPLICATION`` serves no WebSocket (Django's ASGI handler, a router without one)
 stomp_push.E006           the session engine's model is not installed (``django.contrib.sessions`` missing)
 stomp_push.E007           a ``HANDLER_MODULES`` entry cannot be imported
+stomp_push.E008           ``RELAY`` is set and the channel layer is not channels-redis's pub/sub layer
 stomp_push.W001           in-memory channel layer with ``DEBUG = False`` (closes and pushes stay in one process)
 stomp_push.W002           ``signed_cookies`` session engine: sessions cannot be ended server-side
 stomp_push.W003           the ASGI application mounts the consumer without session middleware
@@ -152,6 +153,16 @@ def _check_layer(config: Any) -> list[checks.CheckMessage]:
                 "(workers, cron, shell) and session closes from other servers never arrive.",
                 hint="Use channels-redis in production: django_stomp_push.redis.layer_config(url, layer='pubsub').",
                 id="stomp_push.W001",
+            )
+        )
+    if config.relay is not None and backend != PUBSUB_BACKEND:
+        messages.append(
+            checks.Error(
+                f"STOMP_PUSH['RELAY'] is set, and the {config.channel_layer!r} channel layer is {backend or 'unset'}: "
+                "the relay shares subscriptions of channels-redis's pub/sub layer only.",
+                hint="Build the layer with django_stomp_push.redis.layer_config(url) (the pub/sub layer), or remove "
+                "RELAY.",
+                id="stomp_push.E008",
             )
         )
     if backend == PUBSUB_BACKEND:

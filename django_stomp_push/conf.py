@@ -67,6 +67,9 @@ class Config:
     csrf_check: bool = False
     #: Channel layer alias used for pushes and session closes.
     channel_layer: str = "default"
+    #: Unix socket of the machine's relay (``manage.py stomp_push_relay``): hubs receive through it, so Redis has one
+    #: subscriber per machine instead of one per server process. None: each hub subscribes to Redis itself.
+    relay: str | None = None
     #: Connections of one process that may wait for their CONNECT to be carried out; past it new ones are refused
     #: with ERROR "server busy", a jittered ``retry-after`` and close 1013.
     admission_limit: int = 2000
@@ -185,6 +188,14 @@ def _alias(value: Any) -> str:
     return value
 
 
+def _relay(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value.startswith("/") and "\x00" not in value and len(value) < 108):
+        raise _Invalid("must be the absolute path of the relay's unix socket (shorter than 108 bytes), or None")
+    return value
+
+
 def _modules(value: Any) -> tuple[str, ...]:
     # A bare string would be split into one-letter module names.
     if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) and m for m in value):
@@ -212,6 +223,7 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "activity": _activity,
     "authorize": _authorize,
     "channel_layer": _alias,
+    "relay": _relay,
     "handler_modules": _modules,
 }
 

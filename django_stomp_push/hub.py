@@ -24,7 +24,7 @@ from .close_reasons import SESSION_ENDED
 from .conf import get_config
 from .destinations import HUBS_GROUP, destination_group, session_group, user_group
 from .layer_messages import END_SESSIONS, HUB_CHANNEL_PREFIX, SESSIONS_SWEPT, TOPIC_MESSAGE, USER_MESSAGE
-from .layers import get_layer, is_process_local, local_receivers, register_local
+from .layers import hub_layer, is_process_local, local_receivers, register_local
 from .listener import Listener
 from .membership import Membership
 from .stomp import PushedMessage, Subscription
@@ -65,7 +65,7 @@ class Hub:
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
-        self.layer = get_layer(alias)
+        self.layer = hub_layer(alias)
         #: With the in-memory layer, group sends are handed to the hub directly (see layers.py): no listener.
         self.local = is_process_local(self.layer)
         self.channel_name: str | None = None

@@ -47,6 +47,22 @@ def get_layer(alias: str | None = None) -> Any:
     return layer
 
 
+def hub_layer(alias: str) -> Any:
+    """The layer a hub of the running event loop joins and receives through: with ``RELAY`` set, a
+    :class:`~.relay.client.RelayedLayer` (one per hub) over the pub/sub layer, else the layer itself."""
+    layer = get_layer(alias)
+    relay = get_config().relay
+    if relay is None or not vars(layer).get("_stomp_push_pubsub", False):
+        return layer  # (RELAY with another layer: stomp_push.E008 keeps the server from starting)
+    from . import pubsub
+    from .relay.client import RelayedLayer
+
+    config = _config_of(layer, alias)
+    if not pubsub.supported(layer, config):
+        return layer  # channels-redis names its channels otherwise: the relay refuses to start, and said why
+    return RelayedLayer(layer, relay, config.get("prefix", "asgi"))
+
+
 IN_MEMORY_BACKEND = "channels.layers.InMemoryChannelLayer"
 PUBSUB_BACKEND = "channels_redis.pubsub.RedisPubSubChannelLayer"
 

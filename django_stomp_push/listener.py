@@ -7,6 +7,9 @@ channels-redis's pub/sub layer never fails a receive (its own task reconnects, a
 that layer the listener learns of an outage by probing: every :data:`PROBE_INTERVAL` the hub publishes a probe to its
 own channel; one not back within :data:`PROBE_TIMEOUT` starts an outage, the next one back ends it.
 
+Behind a relay (:mod:`~.relay.client`) the relay's loss, and its own loss of Redis, are outages too: the relay
+client subscribes again by itself and calls ``recovered()``.
+
 channels-redis forgets group members after ``group_expiry`` (24 h by default) and keeps nothing across a Redis
 restart, so the listener re-joins every group its hub needs periodically (``GROUP_REFRESH_INTERVAL``) and after
 every channel-layer failure. A restart resets the connection of the receive loop's blocking read, so the loop fails
@@ -26,6 +29,7 @@ from typing import Any
 from .conf import get_config
 from .layer_messages import PROBE
 from .layers import groups_expire
+from .relay.client import RelayedLayer
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -92,6 +96,8 @@ class Listener:
         self.recovered = recovered
         self._probe_back = 0  # the last probe that came back
         self._arrived = asyncio.Event()
+        if isinstance(layer, RelayedLayer):  # its loss, or its loss of Redis, is an outage: the same recovery
+            layer.on_reset = recovered
 
     async def run(self) -> None:
         if not groups_expire(self.layer):
@@ -173,6 +179,8 @@ class Listener:
                     self.dispatch(message)
         finally:
             probing.cancel()
+            if isinstance(self.layer, RelayedLayer):
+                self.layer.close()
 
     async def _round_trip(self, seq: int, since: int) -> None:
         """Send probe ``seq``; return once any probe after ``since`` came back."""

@@ -56,10 +56,10 @@ def pytest_runtest_makereport(item, call):
 from tests.servers import daphne_factory, project_factory, redis_server  # noqa: E402, F401
 
 
-@pytest.fixture(params=["core", "pubsub"])
+@pytest.fixture(params=["core", "pubsub", "relay"])
 def redis_layer(request) -> str:
     """A test that asks for it runs on both channels-redis layers (``layer_config(layer=...)``, the test project's
-    ``REDIS_LAYER``)."""
+    ``REDIS_LAYER``) and on the pub/sub layer behind a relay (``"relay"``: see ``tests.servers.migrated_project``)."""
     return request.param
 
 

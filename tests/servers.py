@@ -121,11 +121,20 @@ def redis_server() -> Iterator[RedisServer]:
 
 @dataclass
 class Project:
-    """The testproject's environment shared by several server processes: one SQLite file, one Redis."""
+    """The testproject's environment shared by several server processes: one SQLite file, one Redis (and, with
+    ``REDIS_LAYER="relay"``, the pub/sub layer behind one relay: see :meth:`start_relay`)."""
 
     db_path: Path
     redis_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    relay: Relay | None = None
+
+    def start_relay(self) -> Relay:
+        """Start this project's relay (``manage.py stomp_push_relay``) on the socket its servers use."""
+        assert self.relay is None or self.relay.process is None
+        socket_path = self.extra_env["STOMP_PUSH_RELAY"]
+        self.relay = Relay(self, Path(socket_path)).start()
+        return self.relay
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
@@ -164,6 +173,47 @@ class Project:
             text=True,
             timeout=timeout,
         )
+
+
+@dataclass
+class Relay:
+    """A running ``manage.py stomp_push_relay`` of a Project."""
+
+    project: Project
+    socket_path: Path
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self) -> Relay:
+        self.log_path = self.project.db_path.parent / "relay.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(TESTPROJECT / "manage.py"), "stomp_push_relay", "--socket", str(self.socket_path)],
+            env=self.project.env(),
+            cwd=str(TESTPROJECT),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while "relay: listening" not in self.log() or not self.socket_path.exists():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the relay did not start:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
 
 
 class LocalUrls:
@@ -291,12 +341,21 @@ class HttpSession:
 
 
 def migrated_project(tmp_path_factory, redis_url: str | None = None, **extra_env: str) -> Project:
-    """A migrated testproject environment (its own SQLite file) with the demo users alice and bob."""
+    """A migrated testproject environment (its own SQLite file) with the demo users alice and bob.
+
+    ``REDIS_LAYER="relay"``: the pub/sub layer, every server behind one relay (started here, stopped by
+    :func:`project_factory`)."""
     directory = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+    relayed = extra_env.get("REDIS_LAYER") == "relay"
+    if relayed:
+        # A unix socket's path must be short (108 bytes): not under pytest's temporary directory.
+        extra_env.update(REDIS_LAYER="pubsub", STOMP_PUSH_RELAY=tempfile.mkdtemp(prefix="sp-") + "/relay.sock")
     project = Project(directory / "db.sqlite3", redis_url, dict(extra_env))
     for args in (("migrate", "--noinput", "-v0"), ("demo_users",)):
         result = project.manage(*args)
         assert result.returncode == 0, result.stderr
+    if relayed:
+        project.start_relay()
     return project
 
 
@@ -304,10 +363,16 @@ def migrated_project(tmp_path_factory, redis_url: str | None = None, **extra_env
 def project_factory(tmp_path_factory) -> Iterator:
     """Make :func:`migrated_project` environments for one test."""
 
+    made: list[Project] = []
+
     def make(redis_url: str | None = None, **extra_env: str) -> Project:
-        return migrated_project(tmp_path_factory, redis_url, **extra_env)
+        made.append(migrated_project(tmp_path_factory, redis_url, **extra_env))
+        return made[-1]
 
     yield make
+    for project in made:
+        if project.relay is not None:
+            project.relay.stop()
 
 
 @pytest.fixture

@@ -315,6 +315,36 @@ def test_e007_names_a_handler_module_that_cannot_be_imported_and_why(module, err
     assert repr(module) in found[0].msg and error in found[0].msg
 
 
+# -- E008: a relay needs the pub/sub layer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        {"default": layer_config("redis://127.0.0.1:6379/0", layer="core")},
+        {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+    ],
+)
+def test_e008_a_relay_with_a_layer_it_cannot_serve_keeps_the_server_from_starting(layers):
+    relay = {"RELAY": "/run/stomp-push/relay.sock"}
+    with override_settings(CHANNEL_LAYERS=layers, STOMP_PUSH=relay), pytest.raises(ImproperlyConfigured) as raised:
+        wrap(URLRouter(websocket_urlpatterns()))
+    assert "stomp_push.E008" in str(raised.value)
+
+
+def test_e008_is_silent_for_a_relay_on_the_pubsub_layer_and_for_no_relay():
+    pubsub = {"default": layer_config("redis://127.0.0.1:6379/0")}
+    assert "stomp_push.E008" not in messages(CHANNEL_LAYERS=pubsub, STOMP_PUSH={"RELAY": "/run/relay.sock"})
+    core = {"default": layer_config("redis://127.0.0.1:6379/0", layer="core")}
+    assert "stomp_push.E008" not in messages(CHANNEL_LAYERS=core)
+
+
+@pytest.mark.parametrize("value", ["relay.sock", "", 5, "/" + "x" * 120])
+def test_relay_must_be_an_absolute_socket_path(value):
+    found = messages(STOMP_PUSH={"RELAY": value})
+    assert "RELAY" in found["stomp_push.E001"].msg
+
+
 # -- W011: the deprecated TOPIC_PREFIX -----------------------------------------------------------------------------
 
 

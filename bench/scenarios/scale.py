@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..harness import Bench
 from ..report import Table, mb, ms, pct, rate, us
-from ..scale_fleet import Fleet, PhaseResult, fleet
+from ..scale_fleet import PROCESSES_PER_RELAY, Fleet, PhaseResult, fleet
 from . import Scenario
 from .common import TableSet
 
@@ -66,16 +66,25 @@ LATENCY = "latency"
 COLUMNS = {
     "core": "core layer (RedisChannelLayer)",
     "pubsub": "pub/sub layer (RedisPubSubChannelLayer)",
+    "relay": f"pub/sub behind a relay per {PROCESSES_PER_RELAY} processes",
 }
 SATURATION_EXTRAS = {
     "pushes/s": rate,
     "Redis CPU": pct,
     "pusher CPU": pct,
     "hubs CPU per push": us,
+    "relays CPU per push": us,
     "other CPU": pct,
     "RSS per hub": mb,
 }
-LATENCY_EXTRAS = {"Redis CPU per push": us, "Redis CPU": pct, "hubs CPU": pct, "pusher CPU": pct, "other CPU": pct}
+LATENCY_EXTRAS = {
+    "Redis CPU per push": us,
+    "Redis CPU": pct,
+    "hubs CPU": pct,
+    "relays CPU": pct,
+    "pusher CPU": pct,
+    "other CPU": pct,
+}
 
 
 def hub_counts(bench: Bench, sizes: Sizes) -> list[int]:
@@ -247,6 +256,7 @@ def cpu_usage(result: PhaseResult) -> dict[str, float]:
         "Redis CPU": a.redis_s - b.redis_s,
         "hubs CPU": a.hubs_s - b.hubs_s,
         "pusher CPU": a.pusher_s - b.pusher_s,
+        "relays CPU": a.relays_s - b.relays_s,
     }
     other = (a.machine_s - b.machine_s) - sum(figures.values())
     return {name: 100.0 * value / window for name, value in {**figures, "other CPU": max(0.0, other)}.items()}
@@ -293,6 +303,7 @@ def saturation(
         **usage,
         **figures,
         "hubs CPU per push": (result.after.hubs_s - result.before.hubs_s) * 1e6 / sizes.pushes,
+        "relays CPU per push": (result.after.relays_s - result.before.relays_s) * 1e6 / sizes.pushes,
         "RSS per hub": rss,
     }
     for t, key in zip(tables.saturation, ("Redis CPU per push", "pusher CPU per push", "pushes/s"), strict=True):

@@ -76,6 +76,8 @@ STOMP_PUSH = {
     # "send,receive" in milliseconds; the interop tests offer short heart-beats to watch several periods pass.
     "HEARTBEAT": tuple(int(ms) for ms in os.environ.get("STOMP_PUSH_HEARTBEAT", "10000,10000").split(",")),
     "HANDLER_MODULES": ["demo.stomp"],
+    # The unix socket of this machine's relay (manage.py stomp_push_relay), if the servers run behind one.
+    "RELAY": os.environ.get("STOMP_PUSH_RELAY") or None,
     # Any other setting for a test or a benchmark run: STOMP_PUSH_JSON='{"CLIENT_SEND_TO_TOPICS": true}'.
     **json.loads(os.environ.get("STOMP_PUSH_JSON", "{}")),
 }

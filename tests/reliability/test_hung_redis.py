@@ -50,7 +50,7 @@ def test_a_logout_during_a_redis_hang_returns_at_once_and_its_close_arrives_when
     redis_server, project_factory, daphne_factory, redis_layer
 ):
     settings = {"LAYER_TIMEOUT": LAYER_TIMEOUT, "REVALIDATE_INTERVAL": REVALIDATE_INTERVAL}
-    project = project_factory(redis_server.url, STOMP_PUSH_JSON=json.dumps(settings))
+    project = project_factory(redis_server.url, REDIS_LAYER=redis_layer, STOMP_PUSH_JSON=json.dumps(settings))
     server = daphne_factory(project)
     alice = server.login("alice", DEMO_PASSWORDS["alice"])
 
