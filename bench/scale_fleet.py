@@ -300,7 +300,7 @@ def fleet(layer: str, hubs: int, logs: Path, light: bool = False) -> Iterator[Fl
     joined the benchmark destination's group and the pusher is set up. Logs go to ``logs`` (created).
 
     ``light``: instead of K hub processes, one process with K subscribers that only read (:mod:`bench.scale_light`,
-    pub/sub layer only)."""
+    pub/sub layer, directly or behind relays)."""
     logs.mkdir(parents=True, exist_ok=True)
     redis = Redis(logs)
     children: list[Child] = []
@@ -316,7 +316,7 @@ def fleet(layer: str, hubs: int, logs: Path, light: bool = False) -> Iterator[Fl
             for i, path in enumerate(sockets):  # appended one by one: those started are stopped if one fails
                 relays.append(start_relay(env, path, logs / f"relay-{i + 1}.log"))
         if light:
-            light_env = {**env, "BENCH_LIGHT_SUBSCRIBERS": str(hubs)}
+            light_env = {**env, "BENCH_LIGHT_SUBSCRIBERS": str(hubs), "BENCH_LIGHT_RELAYS": ",".join(sockets)}
             children.append(Child(f"{hubs} readers", "bench.scale_light", light_env, logs / "readers.log"))
         else:
             children += [

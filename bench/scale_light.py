@@ -10,6 +10,8 @@ publishing code).
 
 Same protocol as :mod:`bench.scale_hub` (run as ``python -m bench.scale_light`` with ``REDIS_URL`` and
 ``BENCH_LIGHT_SUBSCRIBERS``), as one stand-in whose ``expected`` and ``received`` count the deliveries of all K.
+With ``BENCH_LIGHT_RELAYS`` (socket paths, comma-separated) subscriber ``i`` subscribes through relay
+``i // PROCESSES_PER_RELAY`` instead of Redis: Redis then has one subscriber per relay.
 """
 
 from __future__ import annotations
@@ -102,14 +104,49 @@ async def subscriber(index: int, host: str, port: int, channel: str, subs: Subsc
         subs.settle()
 
 
+async def relayed_subscriber(index: int, path: str, channel: str, subs: Subscribers, ready: asyncio.Event) -> None:
+    """A subscriber of ``channel`` through the relay at ``path`` (subscriber 0 decodes each message)."""
+    from django_stomp_push.relay import wire
+
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(wire.subscribe(channel))
+    assert (await reader.readline()).startswith(b"OK ")
+    ready.set()
+    incoming = wire.Reader(wire.FROM_RELAY)
+    marker = b"MSG " + channel.encode() + b" "
+    carry = b""
+    while True:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            return
+        if index == 0:
+            for command, _, payload in incoming.feed(chunk):
+                if command == b"MSG" and payload is not None:
+                    subs.counts[0] += 1
+                    subs.first(payload)
+            continue
+        data = carry + chunk
+        subs.counts[index] += data.count(marker)
+        carry = data[-(len(marker) - 1) :]
+        subs.settle()
+
+
 async def main() -> None:
+    from bench.scale_fleet import PROCESSES_PER_RELAY
+
     url = urlparse(os.environ["REDIS_URL"])
     count = int(os.environ["BENCH_LIGHT_SUBSCRIBERS"])
+    relays = [path for path in os.environ.get("BENCH_LIGHT_RELAYS", "").split(",") if path]
     channel = group_channel()
     subs = Subscribers(count)
     events = [asyncio.Event() for _ in range(count)]
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
     tasks = [
-        asyncio.create_task(subscriber(i, url.hostname or "127.0.0.1", url.port or 6379, channel, subs, events[i]))
+        asyncio.create_task(
+            relayed_subscriber(i, relays[i // PROCESSES_PER_RELAY], channel, subs, events[i])
+            if relays
+            else subscriber(i, host, port, channel, subs, events[i])
+        )
         for i in range(count)
     ]
     await asyncio.gather(*(event.wait() for event in events))

@@ -6,6 +6,9 @@ falls, each of the pusher's pipelines carries fewer pushes, and Redis writes to 
 push. Here one process holds K subscribers that only read (:mod:`bench.scale_light`), as hubs on machines of their
 own would keep up, and the pusher is the package's (``apush`` from 16 coroutines, and ``push()`` from 4 threads):
 what is measured is Redis and the pusher. K runs to 128, past what 2 cores can host as processes.
+
+Each K is measured twice, interleaved: subscribed to Redis directly, and behind relays (one per
+``PROCESSES_PER_RELAY`` subscribers, as one relay per 8-core machine): Redis then has K / 8 subscribers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import itertools
 
 from ..harness import Bench
 from ..report import Table, pct, rate, us
-from ..scale_fleet import Fleet, fleet
+from ..scale_fleet import PROCESSES_PER_RELAY, Fleet, fleet
 from . import Scenario
 from .common import TableSet
 from .scale import SENDERS, Sender, cpu_usage, measured_phase, per_push, push_figures
@@ -28,6 +31,8 @@ EXTRAS = {"pushes/s": rate, "Redis CPU": pct, "pusher CPU": pct, "readers CPU": 
 
 def run(bench: Bench) -> list[Table]:
     readers = SMOKE_READERS if bench.smoke else FULL_READERS
+    if bench.sizes:  # --sizes: those K
+        readers = tuple(bench.sizes)
     pushes, warmup = (SMOKE_PUSHES, SMOKE_WARMUP) if bench.smoke else (PUSHES, WARMUP)
     note = (
         f"One process holds K subscribers of the benchmark topic's group channel that only read (subscriber 0 decodes "
@@ -53,34 +58,45 @@ def run(bench: Bench) -> list[Table]:
         {**EXTRAS, "Redis CPU per push": us},
         "The same measurements as the table above.",
     )
-    for k in readers:
+    combinations = [(layer, k) for k in readers for layer in LAYERS]
+    for layer, k in combinations:
         for t in (redis_cpu, pusher_cpu):
-            t.rows[str(k)] = {}
+            t.rows[row(layer, k)] = {}
     runs = itertools.count(1)
     for repeat in range(bench.repeats):
-        shift = repeat % len(readers)
-        for k in readers[shift:] + readers[:shift]:
-            label = f"scale_redis #{repeat + 1} K={k}"
+        shift = repeat % len(combinations)
+        for layer, k in combinations[shift:] + combinations[:shift]:
+            name = row(layer, k)
+            label = f"scale_redis #{repeat + 1} {layer} K={k}"
             bench._wait_until_quiet()
             try:
-                with fleet("pubsub", k, bench.logs / f"scale-redis-{next(runs):03d}-k{k}", light=True) as running:
+                logs = bench.logs / f"scale-redis-{next(runs):03d}-{layer}-k{k}"
+                with fleet(layer, k, logs, light=True) as running:
                     order = SENDERS[repeat % 2 :] + SENDERS[: repeat % 2]
                     for sender in order:
-                        _measure(bench, running, k, sender, pushes, warmup, (redis_cpu, pusher_cpu), label)
+                        _measure(bench, running, name, sender, pushes, warmup, (redis_cpu, pusher_cpu), label)
             except Exception as exc:
                 bench.failures += 1
                 bench.log(f"  {label}: failed: {type(exc).__name__}: {exc}")
                 for t in (redis_cpu, pusher_cpu):
                     for sender in SENDERS:
-                        if len(t.cell(str(k), sender.key).values) <= repeat:
-                            t.cell(str(k), sender.key).fail(f"{type(exc).__name__}: {exc}")
+                        if len(t.cell(name, sender.key).values) <= repeat:
+                            t.cell(name, sender.key).fail(f"{type(exc).__name__}: {exc}")
     return [redis_cpu, pusher_cpu]
+
+
+LAYERS = ("pubsub", "relay")
+
+
+def row(layer: str, k: int) -> str:
+    """A table row: K, and behind how many relays."""
+    return str(k) if layer == "pubsub" else f"{k} behind {-(-k // PROCESSES_PER_RELAY)} relay(s)"
 
 
 def _measure(
     bench: Bench,
     running: Fleet,
-    k: int,
+    name_of_row: str,
     sender: Sender,
     pushes: int,
     warmup: int,
@@ -91,7 +107,7 @@ def _measure(
 
     def fail(reason: str) -> None:
         for t in tables:
-            t.cell(str(k), sender.key).fail(reason)
+            t.cell(name_of_row, sender.key).fail(reason)
 
     how = {"mode": sender.mode, "concurrency": sender.concurrency}
     result = measured_phase(bench, running, name, fail, STALL_S, (warmup, pushes), **how)
@@ -100,7 +116,7 @@ def _measure(
     usage, figures = cpu_usage(result), push_figures(result, pushes)
     extras: dict[str, float | None] = {**figures, "Redis CPU": usage["Redis CPU"], "readers CPU": usage["hubs CPU"]}
     for t, key in zip(tables, ("Redis CPU per push", "pusher CPU per push"), strict=True):
-        t.cell(str(k), sender.key).add(figures[key], extras)
+        t.cell(name_of_row, sender.key).add(figures[key], extras)
     bench.log(f"  {name}: {per_push(figures)} (Redis {usage['Redis CPU']:.0f}%, readers {usage['hubs CPU']:.0f}%)")
 
 

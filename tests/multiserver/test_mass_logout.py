@@ -70,7 +70,7 @@ async def closed_at(ws) -> tuple[float, str]:
         return time.time(), error
 
 
-def test_a_mass_logout_closes_every_connection_on_both_servers_within_a_second(two_servers):
+def test_a_mass_logout_closes_every_connection_on_both_servers_through_the_broadcast(two_servers):
     project = two_servers.project
     created = project.python(CREATE_SESSIONS.format(count=SESSIONS), timeout=120)
     assert created.returncode == 0, created.stderr[-2000:]
@@ -98,5 +98,8 @@ def test_a_mass_logout_closes_every_connection_on_both_servers_within_a_second(t
         f"committed: first {after[0]:.3f}s, median {statistics.median(after):.3f}s, p99 {p99:.3f}s, "
         f"last {after[-1]:.3f}s"
     )
-    # Before: one leave task per group flooded the Redis pool while the closes were being sent.
-    assert after[-1] < 1.5, after[-5:]  # target 1 s; measured 0.42 s (before: 2.0 s here, 6.8 s in the report)
+    # Every close came from the broadcast, none from a connection's revalidation (REVALIDATE_INTERVAL, 60 s here):
+    # a bound of correctness, not of speed (0.34-0.36 s measured, printed above; the speed of session ends is the
+    # session_close benchmark's). Before: one leave task per group flooded the Redis pool while the closes were
+    # being sent (6.8 s).
+    assert after[-1] < 10, after[-5:]
