@@ -15,7 +15,9 @@ settings, each running the package's hub with one subscriber of the benchmark to
 
 Any stand-in missing a push (or a duplicate, a failed push, a channel-layer error) fails the measurement. Runs are
 interleaved over (layer, K), their order turning with the repeat. ``--sizes`` chooses the K values (up to
-:data:`MAX_HUBS`); ``--layers`` does not apply (both layers are measured, each on its own Redis).
+:data:`MAX_HUBS`); ``--layers`` does not apply (every column is measured, each on its own Redis). The third column
+is the pub/sub layer with each stand-in's hub behind a relay (``manage.py stomp_push_relay``), one relay per
+:data:`~bench.scale_fleet.PROCESSES_PER_RELAY` stand-ins, as one relay per 8-core machine.
 """
 
 from __future__ import annotations
