@@ -73,6 +73,8 @@ class Config:
     #: Connections of one process that may wait for their CONNECT to be carried out; past it new ones are refused
     #: with ERROR "server busy", a jittered ``retry-after`` and close 1013.
     admission_limit: int = 2000
+    #: Raise the garbage collector's thresholds while more than 64 connections wait for their CONNECT (a storm).
+    defer_gc_in_storms: bool = True
     #: Seconds over which a draining process spreads its clients' reconnects (``retry-after`` of "server restarting").
     drain_window: float = 10.0
     #: Drain (ERROR "server restarting", close 1012) on SIGTERM/SIGINT before the server's own shutdown.
@@ -214,7 +216,9 @@ _POSITIVE_SECONDS = (
 _RULES: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_POSITIVE_INTS, _positive_int),
     **dict.fromkeys(_POSITIVE_SECONDS, _positive_seconds),
-    **dict.fromkeys(("allow_anonymous", "client_send_to_topics", "csrf_check", "drain_on_signals"), _boolean),
+    **dict.fromkeys(
+        ("allow_anonymous", "client_send_to_topics", "csrf_check", "drain_on_signals", "defer_gc_in_storms"), _boolean
+    ),
     **dict.fromkeys(("topic_prefix", "user_prefix", "app_prefix"), _prefix),
     "broker_prefixes": _prefixes,
     "session_destination": _destination,

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from .. import backlog
 from ..close_reasons import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, RECONNECT_LATER
 from ..conf import get_config
+from .collector import STORM_PENDING, collector
 
 logger = logging.getLogger("django_stomp_push")
 
@@ -80,6 +81,7 @@ class Gate:
         self._answered = 0
         self._since = 0.0
         self._refusing = False  # in the current second
+        self._storm = False  # more than STORM_PENDING were pending, and some still are (see .collector)
 
     def admit(self, connection: Closable) -> bool:
         """Count a new connection in, or refuse it (ERROR and close) and return False."""
@@ -100,6 +102,8 @@ class Gate:
             return False
         self.pending.add(connection)
         self.open.add(connection)
+        if len(self.pending) > STORM_PENDING and not self._storm:
+            self._weather()
         return True
 
     def connected(self, connection: Closable) -> None:
@@ -107,6 +111,8 @@ class Gate:
         if connection not in self.pending:
             return
         self.pending.remove(connection)
+        if self._storm and not self.pending:
+            self._weather()
         self._answered += 1
         now = time.monotonic()
         elapsed = now - self._since
@@ -116,6 +122,13 @@ class Gate:
             rate = self._answered / elapsed
             self.answer_rate = rate if self.answer_rate is None else max(rate, self.answer_rate * 0.9)
         self._answered, self._since, self._refusing = 0, now, False
+
+    def _weather(self) -> None:
+        """Tell the collector that this loop enters a storm (more than STORM_PENDING waiting) or leaves it (none)."""
+        storm = bool(self.pending) if self._storm else get_config().defer_gc_in_storms
+        if storm != self._storm:
+            collector.pending_changed(storm, self._storm)
+            self._storm = storm
 
     def drain(self, window: float) -> int:
         """Refuse new connections; close every open one with ``server restarting``. Returns how many."""

@@ -171,6 +171,8 @@ class Shard:
                     self.waiting.setdefault(channel, []).extend(group)
         self.inflight = {}
         if pubsub is not None:
+            if pubsub.connection is not None:  # the pool may hand this connection to the next pub/sub
+                pubsub.connection.deregister_connect_callback(self._reconnected)
             try:
                 await pubsub.aclose()
             except Exception:
