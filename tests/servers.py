@@ -175,8 +175,29 @@ class Project:
         )
 
 
+class ChildProcess:
+    """What the tests do with a server's process (``process``) and its log (``log_path``)."""
+
+    process: subprocess.Popen | None
+    log_path: Path | None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+
 @dataclass
-class Relay:
+class Relay(ChildProcess):
     """A running ``manage.py stomp_push_relay`` of a Project."""
 
     project: Project
@@ -201,20 +222,6 @@ class Relay:
             time.sleep(0.05)
         return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(5)
-            self.process = None
-
 
 class LocalUrls:
     """The URLs of a server listening on 127.0.0.1:``port`` with the endpoint at ``/ws/stomp/``: what the clients of
@@ -232,7 +239,7 @@ class LocalUrls:
 
 
 @dataclass
-class DaphneServer(LocalUrls):
+class DaphneServer(LocalUrls, ChildProcess):
     project: Project
     port: int
     env: dict[str, str]
@@ -280,20 +287,6 @@ class DaphneServer(LocalUrls):
             backlog = self.env.get("DAPHNE_BACKLOG", "1024")
             return ["-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"]
         return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(5)
-            self.process = None
 
     def login(self, username: str, password: str) -> HttpSession:
         return HttpSession(self.http_url).login(username, password)

@@ -61,6 +61,19 @@ async def hub(layer: RedisPubSubChannelLayer, path: Path) -> tuple[RelayedLayer,
     return relayed, await relayed.new_channel("stomp_push.hub.")
 
 
+async def in_room(layer: RedisPubSubChannelLayer, path: Path) -> tuple[RelayedLayer, str]:
+    """A hub behind the relay at ``path``, in the group "room"."""
+    relayed, channel = await hub(layer, path)
+    await relayed.group_add("room", channel)
+    return relayed, channel
+
+
+async def arrives(publisher: RedisPubSubChannelLayer, relayed: RelayedLayer, channel: str, number: int) -> None:
+    """A push to "room" published now reaches the hub."""
+    await publisher.group_send("room", {"type": "push", "n": number})
+    assert (await asyncio.wait_for(relayed.receive(channel), 5))["n"] == number
+
+
 def test_hubs_behind_one_relay_are_one_subscriber_in_redis_and_each_receives_every_push(redis_server, socket_path):
     async def scenario() -> None:
         layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
@@ -95,17 +108,15 @@ def test_after_the_relay_is_lost_joins_fail_and_once_it_is_back_the_hub_is_subsc
         layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
         resets: list[int] = []
         async with running_relay(redis_server.url, socket_path):
-            relayed, channel = await hub(layer, socket_path)
+            relayed, channel = await in_room(layer, socket_path)
             relayed.on_reset = lambda: resets.append(1)
-            await relayed.group_add("room", channel)
         await until(lambda: subscribers(redis_server) == 0)
         with pytest.raises(RelayUnavailable):
             await relayed.group_add("elsewhere", channel)
         assert resets == []
         async with running_relay(redis_server.url, socket_path):
             await until(lambda: resets == [1] and subscribers(redis_server) == 1)
-            await layer.group_send("room", {"type": "push", "n": 7})
-            assert (await asyncio.wait_for(relayed.receive(channel), 5))["n"] == 7
+            await arrives(layer, relayed, channel, 7)
             relayed.close()
 
     asyncio.run(scenario())
@@ -116,16 +127,13 @@ def test_a_redis_restart_behind_the_relay_resets_the_hubs_and_pushes_arrive_agai
         layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
         resets: list[int] = []
         async with running_relay(redis_server.url, socket_path):
-            relayed, channel = await hub(layer, socket_path)
+            relayed, channel = await in_room(layer, socket_path)
             relayed.on_reset = lambda: resets.append(1)
-            await relayed.group_add("room", channel)
             redis_server.stop()
             redis_server.start()
             await until(lambda: resets != [] and subscribers(redis_server) == 1, timeout=20)
             await layer.flush()  # the layer's connections were to the Redis that stopped
-            publisher = RedisPubSubChannelLayer(hosts=[redis_server.url])
-            await publisher.group_send("room", {"type": "push", "n": 1})
-            assert (await asyncio.wait_for(relayed.receive(channel), 5))["n"] == 1
+            await arrives(RedisPubSubChannelLayer(hosts=[redis_server.url]), relayed, channel, 1)
             relayed.close()
 
     asyncio.run(scenario())
@@ -144,8 +152,7 @@ def test_a_hung_redis_holds_a_join_until_it_answers(redis_server, socket_path):
             finally:
                 redis_server.process.send_signal(signal.SIGCONT)
             await asyncio.wait_for(joining, 10)
-            await layer.group_send("room", {"type": "push", "n": 2})
-            assert (await asyncio.wait_for(relayed.receive(channel), 5))["n"] == 2
+            await arrives(layer, relayed, channel, 2)
             relayed.close()
 
     asyncio.run(scenario())
@@ -155,8 +162,7 @@ def test_a_process_that_does_not_read_is_cut_off_and_the_others_get_every_push(r
     async def scenario() -> None:
         layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
         async with running_relay(redis_server.url, socket_path, max_behind=1024 * 1024) as relay:
-            relayed, channel = await hub(layer, socket_path)
-            await relayed.group_add("room", channel)
+            relayed, channel = await in_room(layer, socket_path)
             stuck = socket.socket(socket.AF_UNIX)
             stuck.connect(str(socket_path))
             stuck.sendall(wire.subscribe(GROUP_CHANNEL))
@@ -182,15 +188,13 @@ def test_a_stranger_on_the_socket_is_answered_err_and_the_relay_serves_the_other
     async def scenario() -> None:
         layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
         async with running_relay(redis_server.url, socket_path) as relay:
-            relayed, channel = await hub(layer, socket_path)
-            await relayed.group_add("room", channel)
+            relayed, channel = await in_room(layer, socket_path)
             reader, writer = await asyncio.open_unix_connection(str(socket_path))
             writer.write(b"MSG " + GROUP_CHANNEL.encode() + b" 6\nforged")
             assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"ERR unknown command")
             writer.close()
             assert len(relay.locals) == 1
-            await layer.group_send("room", {"type": "push", "n": 3})
-            assert (await asyncio.wait_for(relayed.receive(channel), 5))["n"] == 3
+            await arrives(layer, relayed, channel, 3)
             relayed.close()
 
     asyncio.run(scenario())
@@ -206,8 +210,7 @@ def test_a_second_relay_on_the_same_socket_refuses_to_start_and_a_stale_socket_i
         stale.close()
         async with running_relay(redis_server.url, socket_path):
             layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-            relayed, channel = await hub(layer, socket_path)
-            await relayed.group_add("room", channel)
+            relayed, _ = await in_room(layer, socket_path)
             assert subscribers(redis_server) == 1
             relayed.close()
 
