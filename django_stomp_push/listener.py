@@ -29,35 +29,16 @@ from typing import Any
 from .conf import get_config
 from .layer_messages import PROBE
 from .layers import groups_expire
+from .outage import Outage
 from .relay.client import RelayedLayer
 
 logger = logging.getLogger("django_stomp_push")
 
 #: seconds between re-join attempts while the channel layer fails: a restarted Redis is noticed this soon
 RECOVERY_INTERVAL = 0.2
-#: seconds between log lines while the channel layer keeps failing (the first failure is logged at once)
-OUTAGE_LOG_INTERVAL = 60.0
 #: pub/sub layer: seconds between two probes, and how long one may take before the layer counts as failing
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 2.0
-
-
-class Outage:
-    """A channel layer failing since ``started``: counts the failed attempts, says when to log again."""
-
-    __slots__ = ("failures", "logged", "started")
-
-    def __init__(self, now: float) -> None:
-        self.started = self.logged = now
-        self.failures = 1
-
-    def failed(self, now: float) -> bool:
-        """One more failed attempt; True when it should be logged (once per :data:`OUTAGE_LOG_INTERVAL`)."""
-        self.failures += 1
-        if now - self.logged < OUTAGE_LOG_INTERVAL:
-            return False
-        self.logged = now
-        return True
 
 
 def _cancelled() -> bool:

@@ -125,10 +125,12 @@ class Gate:
 
     def _weather(self) -> None:
         """Tell the collector that this loop enters a storm (more than STORM_PENDING waiting) or leaves it (none)."""
-        storm = bool(self.pending) if self._storm else get_config().defer_gc_in_storms
-        if storm != self._storm:
-            collector.pending_changed(storm, self._storm)
-            self._storm = storm
+        if self._storm and not self.pending:
+            self._storm = False
+            collector.left()
+        elif not self._storm and get_config().defer_gc_in_storms:
+            self._storm = True
+            collector.entered()
 
     def drain(self, window: float) -> int:
         """Refuse new connections; close every open one with ``server restarting``. Returns how many."""

@@ -37,17 +37,17 @@ class StormCollector:
         #: storms seen, for operators and tests
         self.deferred = 0
 
-    def pending_changed(self, in_storm: bool, was_in_storm: bool) -> None:
-        if in_storm == was_in_storm:
-            return
-        if in_storm:
-            self.storms += 1
-            if self.storms == 1 and gc.get_threshold() == DEFAULT_THRESHOLDS:
-                self._saved = gc.get_threshold()
-                gc.set_threshold(*STORM_THRESHOLDS)
-                self.deferred += 1
-                logger.info("django-stomp-push: a storm of connects; garbage collection deferred until it is over")
-            return
+    def entered(self) -> None:
+        """An event loop entered a storm."""
+        self.storms += 1
+        if self.storms == 1 and gc.get_threshold() == DEFAULT_THRESHOLDS:
+            self._saved = gc.get_threshold()
+            gc.set_threshold(*STORM_THRESHOLDS)
+            self.deferred += 1
+            logger.info("django-stomp-push: a storm of connects; garbage collection deferred until it is over")
+
+    def left(self) -> None:
+        """An event loop that had entered a storm left it."""
         self.storms -= 1
         if self.storms == 0 and self._saved is not None:
             if gc.get_threshold() == STORM_THRESHOLDS:  # unless the project changed them meanwhile

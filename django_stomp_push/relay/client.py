@@ -19,14 +19,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..outage import Outage
 from . import wire
 
 logger = logging.getLogger("django_stomp_push")
 
 #: Seconds between attempts to reach the relay.
 RETRY_INTERVAL = 0.2
-#: Seconds between log lines while the relay stays unreachable (the first failure is logged at once).
-LOG_INTERVAL = 60.0
 _READ_SIZE = 256 * 1024
 
 
@@ -130,15 +129,17 @@ class RelayedLayer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        failing_since: float | None = None
-        logged = 0.0
-        was_connected = False
+        outage: Outage | None = None  # since the relay was lost or first failed to answer
         while True:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.path)
             except OSError as exc:
-                now = loop.time()
-                if failing_since is None or now - logged >= LOG_INTERVAL:
+                if outage is None:
+                    outage = Outage(loop.time())
+                    log = True
+                else:
+                    log = outage.failed(loop.time())
+                if log:
                     logger.error(
                         "django-stomp-push hub: the relay at %s is not reachable (%s); pushes and session closes "
                         "are not delivered to this process until it is; retrying every %.1fs",
@@ -146,8 +147,6 @@ class RelayedLayer:
                         exc.strerror or type(exc).__name__,
                         RETRY_INTERVAL,
                     )
-                    logged = now
-                failing_since = failing_since if failing_since is not None else now
                 self._attempted.set()
                 await asyncio.sleep(RETRY_INTERVAL)
                 continue
@@ -155,10 +154,10 @@ class RelayedLayer:
             for name in [*self.channels, *(name for name, members in self.groups.items() if members)]:
                 writer.write(wire.subscribe(name))
             self._attempted.set()
-            if was_connected or failing_since is not None:
+            if outage is not None:
                 logger.warning("django-stomp-push hub: the relay at %s is back; subscribing again", self.path)
                 self.on_reset()
-            was_connected, failing_since = True, None
+            outage = None
             try:
                 await self._read(reader)
             except asyncio.CancelledError:
@@ -169,7 +168,7 @@ class RelayedLayer:
             finally:
                 self._lost()
             writer.close()
-            failing_since = logged = loop.time()
+            outage = Outage(loop.time())  # (logged above)
             await asyncio.sleep(RETRY_INTERVAL)
 
     def _lost(self) -> None:

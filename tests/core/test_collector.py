@@ -54,27 +54,27 @@ def test_a_storm_raises_the_default_thresholds_and_its_end_puts_them_back():
 def test_thresholds_the_project_set_are_left_alone():
     gc.set_threshold(2000, 15, 15)
     storms = StormCollector()
-    storms.pending_changed(True, False)
+    storms.entered()
     assert gc.get_threshold() == (2000, 15, 15)
-    storms.pending_changed(False, True)
+    storms.left()
     assert gc.get_threshold() == (2000, 15, 15)
 
 
 def test_thresholds_the_project_changes_during_a_storm_are_kept_after_it():
     storms = StormCollector()
-    storms.pending_changed(True, False)
+    storms.entered()
     gc.set_threshold(5000, 10, 10)
-    storms.pending_changed(False, True)
+    storms.left()
     assert gc.get_threshold() == (5000, 10, 10)
 
 
 def test_with_two_event_loops_in_a_storm_the_thresholds_come_back_when_both_are_out():
     storms = StormCollector()
-    storms.pending_changed(True, False)
-    storms.pending_changed(True, False)
-    storms.pending_changed(False, True)
+    storms.entered()
+    storms.entered()
+    storms.left()
     assert gc.get_threshold() == STORM_THRESHOLDS
-    storms.pending_changed(False, True)
+    storms.left()
     assert gc.get_threshold() == DEFAULT_THRESHOLDS
     assert storms.deferred == 1
 
